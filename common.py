@@ -1,0 +1,184 @@
+"""What run_swag.py and run_qa.py share: their common arguments, model loading, logging, checkpoint resumption, and the
+entry-point wrapper that turns input errors into one clear line."""
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+
+import datasets
+import transformers
+from transformers import AutoConfig, AutoTokenizer, HfArgumentParser
+from transformers.trainer_utils import get_last_checkpoint
+
+from adl_data import InputError
+from utils_qa import MAX_QUESTION_LENGTH, MAX_SEQ_LENGTH
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(
+        metadata={"help": "Hub id (e.g. bert-base-chinese, hfl/chinese-macbert-base) or local directory of the model."}
+    )
+    config_name: str | None = field(default=None, metadata={"help": "Config to use instead of the model's own."})
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer to use instead of the model's own."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where to store models downloaded from the Hub."})
+    model_revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit) of the model."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Run the model repository's own Python code. Only for repositories you trust."}
+    )
+    from_scratch: bool = field(
+        default=False,
+        metadata={"help": "Train the architecture of --model_name_or_path from random weights (its tokenizer is kept)."},
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={
+            "help": "Changes to the config, e.g. 'num_hidden_layers=4,hidden_size=256,num_attention_heads=4,"
+            "intermediate_size=1024' (with --from_scratch for a smaller model)."
+        },
+    )
+
+
+@dataclass
+class DataArguments:
+    context_file: str | None = field(default=None, metadata={"help": "context.json: the list of all paragraphs."})
+    train_file: str | None = field(default=None, metadata={"help": "Training questions (train.json)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation questions (valid.json)."})
+    test_file: str | None = field(default=None, metadata={"help": "Questions to predict (test.json)."})
+    max_seq_length: int = field(
+        default=MAX_SEQ_LENGTH, metadata={"help": "Tokens per sequence (question + paragraph); longer ones are cut."}
+    )
+    max_question_length: int = field(
+        default=MAX_QUESTION_LENGTH, metadata={"help": "Questions longer than this many tokens are cut."}
+    )
+    pad_to_max_length: bool = field(
+        default=False,
+        metadata={"help": "Pad every sequence to max_seq_length (default: pad each batch to its longest sequence)."},
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training questions."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N validation questions."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Keep only the first N test questions."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+
+
+def parse_arguments(argument_classes):
+    """Parses the command line (or a single .json file of arguments) into the given dataclasses."""
+    parser = HfArgumentParser(argument_classes)
+    try:
+        if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
+            return parser.parse_json_file(json_file=os.path.abspath(sys.argv[1]))
+        return parser.parse_args_into_dataclasses()
+    except ValueError as error:
+        # TrainingArguments checks combinations of flags (e.g. --load_best_model_at_end with unmatched strategies).
+        raise InputError(f"invalid arguments: {_one_line(error)}") from None
+
+
+def check_data_arguments(data_args, training_args):
+    if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
+        raise InputError("nothing to do: pass --do_train, --do_eval and/or --do_predict")
+    if data_args.context_file is None:
+        raise InputError("--context_file is required (the context.json that the questions index into)")
+    for wanted, action, file, file_flag in [
+        (training_args.do_train, "--do_train", data_args.train_file, "--train_file"),
+        (training_args.do_eval, "--do_eval", data_args.validation_file, "--validation_file"),
+        (training_args.do_predict, "--do_predict", data_args.test_file, "--test_file"),
+    ]:
+        if wanted and file is None:
+            raise InputError(f"{action} needs {file_flag}")
+
+
+def setup_logging(training_args):
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    # Our own messages (what was loaded, how many questions and windows, where outputs went) at INFO on the main
+    # process; the libraries' at --log_level (WARNING by default), as they are verbose.
+    logging.getLogger().setLevel(logging.INFO if training_args.should_log else logging.WARNING)
+    log_level = training_args.get_process_log_level()
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
+    logger.warning(
+        f"Process rank: {training_args.process_index}, device: {training_args.device}, "
+        f"world size: {training_args.world_size}, bf16: {training_args.bf16}, fp16: {training_args.fp16}"
+    )
+
+
+def load_tokenizer_and_model(model_args, auto_model_class):
+    """Loads the (fast) tokenizer and the model, pretrained or, with --from_scratch, randomly initialised."""
+    source = model_args.model_name_or_path
+    hub_options = {
+        "cache_dir": model_args.cache_dir,
+        "revision": model_args.model_revision,
+        "trust_remote_code": model_args.trust_remote_code,
+    }
+    config_source = model_args.config_name or source
+    tokenizer_source = model_args.tokenizer_name or source
+    try:
+        config = AutoConfig.from_pretrained(config_source, **hub_options)
+    except (OSError, ValueError) as error:
+        raise InputError(f"{config_source}: cannot load the model config ({_one_line(error)})") from None
+    if model_args.config_overrides:
+        try:
+            config.update_from_string(model_args.config_overrides)
+        except ValueError as error:
+            raise InputError(f"--config_overrides {model_args.config_overrides!r}: {_one_line(error)}") from None
+        logger.info(f"Config after --config_overrides: {config}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **hub_options)
+    except (OSError, ValueError) as error:
+        raise InputError(f"{tokenizer_source}: cannot load the tokenizer ({_one_line(error)})") from None
+    if not tokenizer.is_fast:
+        raise InputError(f"{tokenizer_source}: a fast tokenizer is needed (character offsets), got {type(tokenizer).__name__}")
+
+    try:
+        if model_args.from_scratch:
+            model = auto_model_class.from_config(config, trust_remote_code=model_args.trust_remote_code)
+            logger.info(f"Training from scratch: {model.num_parameters():,} randomly initialised parameters")
+        else:
+            model = auto_model_class.from_pretrained(source, config=config, **hub_options)
+    except (OSError, ValueError) as error:
+        raise InputError(f"{source}: cannot load the model ({_one_line(error)})") from None
+    return tokenizer, model
+
+
+def checkpoint_to_resume(training_args):
+    """The checkpoint training continues from: --resume_from_checkpoint, else the last one in --output_dir."""
+    if not training_args.do_train:
+        return None
+    if training_args.resume_from_checkpoint is not None:
+        if not os.path.isdir(training_args.resume_from_checkpoint):
+            raise InputError(f"{training_args.resume_from_checkpoint}: --resume_from_checkpoint is not a directory")
+        return training_args.resume_from_checkpoint
+    if os.path.isdir(training_args.output_dir):
+        last_checkpoint = get_last_checkpoint(training_args.output_dir)
+        if last_checkpoint is not None:
+            logger.warning(
+                f"Resuming training from {last_checkpoint}, the last checkpoint in --output_dir "
+                "(use another --output_dir to start over)."
+            )
+            return last_checkpoint
+    return None
+
+
+def first_n(records, n):
+    return records if n is None else records[:n]
+
+
+def run_main(main):
+    """Runs an entry point; an InputError ends it with one line on stderr and exit status 1, not a traceback."""
+    try:
+        main()
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _one_line(error):
+    return " ".join(str(error).split())

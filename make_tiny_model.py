@@ -1,0 +1,86 @@
+"""Makes a small BERT base without weights: a character vocabulary and a BertConfig, saved with save_pretrained.
+
+The Hub is out of reach on CI and on offline machines, so tests, benchmarks and download.sh's demo models start from
+such a directory and train it with `--from_scratch`:
+
+    python make_tiny_model.py --output_dir models/tiny-base --texts data/context.json data/train.json
+
+The vocabulary holds [PAD] [UNK] [CLS] [SEP] [MASK], printable ASCII (with ## continuations, as BERT splits Latin
+words into word pieces), every character of the given texts, and with --all_cjk every CJK Unified Ideograph
+(U+4E00-U+9FFF), so that text never seen before is still tokenized character by character, as bert-base-chinese does.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from transformers import BertConfig, BertTokenizer
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def _characters(value):
+    if isinstance(value, str):
+        yield from value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _characters(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _characters(item)
+
+
+def build_vocabulary(texts=(), all_cjk=False):
+    """The tokens of the vocabulary, in order: special tokens, ASCII, then the other characters (sorted)."""
+    ascii_characters = [chr(code) for code in range(33, 127)]
+    tokens = SPECIAL_TOKENS + ascii_characters + [f"##{ch}" for ch in ascii_characters if ch.isalnum()]
+    others = set()
+    for text in texts:
+        others.update(ch for ch in _characters(text) if not ch.isspace())
+    if all_cjk:
+        others.update(chr(code) for code in range(0x4E00, 0xA000))
+    # The tokenizer lower-cases before looking up, so upper-case letters never match.
+    others = sorted(ch for ch in others if ch not in tokens and ch == ch.lower())
+    return tokens + others
+
+
+def make_tiny_model(
+    output_dir, texts=(), all_cjk=False, num_layers=2, hidden_size=64, num_heads=2, intermediate_size=128, max_positions=512
+):
+    """Saves tokenizer files and config.json to `output_dir` (no weights: train it with --from_scratch)."""
+    tokens = build_vocabulary(texts, all_cjk)
+    tokenizer = BertTokenizer(vocab={token: index for index, token in enumerate(tokens)})
+    config = BertConfig(
+        vocab_size=len(tokens),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=max_positions,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(output_dir)
+    config.save_pretrained(output_dir)
+    return output_dir
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--texts", nargs="*", default=[], help="JSON files whose characters go into the vocabulary.")
+    parser.add_argument("--all_cjk", action="store_true", help="Add every CJK Unified Ideograph to the vocabulary.")
+    parser.add_argument("--num_layers", type=int, default=2)
+    parser.add_argument("--hidden_size", type=int, default=64)
+    parser.add_argument("--num_heads", type=int, default=2)
+    parser.add_argument("--intermediate_size", type=int, default=128)
+    args = parser.parse_args()
+    texts = [json.loads(Path(path).read_text(encoding="utf-8")) for path in args.texts]
+    make_tiny_model(
+        args.output_dir, texts, args.all_cjk, args.num_layers, args.hidden_size, args.num_heads, args.intermediate_size
+    )
+    print(f"Wrote a {args.num_layers}-layer, hidden {args.hidden_size} BERT config and tokenizer to {args.output_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""Span selection (stage 2): find the answer inside the relevant paragraph (extractive question answering).
+
+A paragraph longer than a window is cut into windows of --max_seq_length tokens overlapping by --doc_stride, so no
+answer is lost; evaluation maps the logits of every window back to text (utils_qa.postprocess_qa_predictions) and
+reports exact match and character-level F1 in [0, 100]. Example (see README.md for the recommended hyperparameters):
+
+    python run_qa.py --model_name_or_path hfl/chinese-macbert-base \
+        --context_file data/context.json --train_file data/train.json --validation_file data/valid.json \
+        --do_train --do_eval --output_dir outputs/span-selection
+
+Training and evaluation use each question's gold paragraph ("relevant"). --do_predict needs a test file whose questions
+carry "relevant" too, such as the `test_with_relevant.json` that `run_swag.py --do_predict` writes; it writes
+`predict_predictions.json` and `pred.csv` to --output_dir. For the whole two-stage pipeline, use inference.py.
+"""
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from functools import partial
+
+from datasets import Dataset
+from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding, Trainer, TrainingArguments
+from transformers.trainer_utils import speed_metrics
+
+from adl_data import InputError, load_context, load_questions, to_squad_examples, write_predictions_csv
+from common import (
+    DataArguments,
+    ModelArguments,
+    check_data_arguments,
+    checkpoint_to_resume,
+    first_n,
+    load_tokenizer_and_model,
+    parse_arguments,
+    run_main,
+    setup_logging,
+)
+from utils_qa import (
+    DOC_STRIDE,
+    MAX_ANSWER_LENGTH,
+    N_BEST_SIZE,
+    check_window_fits,
+    compute_qa_metrics,
+    postprocess_qa_predictions,
+    prepare_train_features,
+    prepare_validation_features,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SpanSelectionDataArguments(DataArguments):
+    doc_stride: int = field(
+        default=DOC_STRIDE, metadata={"help": "Tokens shared by consecutive windows of a long paragraph."}
+    )
+    n_best_size: int = field(default=N_BEST_SIZE, metadata={"help": "Candidate spans kept per question."})
+    max_answer_length: int = field(
+        default=MAX_ANSWER_LENGTH, metadata={"help": "Longest answer, in tokens, that can be predicted."}
+    )
+
+
+@dataclass
+class SpanSelectionTrainingArguments(TrainingArguments):
+    metric_for_best_model: str | None = field(
+        default="exact_match", metadata={"help": "Metric for --load_best_model_at_end and the best checkpoint."}
+    )
+
+
+class QuestionAnsweringTrainer(Trainer):
+    """Trainer whose evaluate() and predict() turn window logits into answers and score them.
+
+    The Trainer gathers the logits of all windows from all processes, in dataset order and each exactly once, so
+    post-processing sees every window of every question whatever the number of processes.
+    """
+
+    def __init__(self, *args, eval_examples=None, post_process_function=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.eval_examples = eval_examples
+        self.post_process_function = post_process_function
+
+    def evaluate(self, eval_dataset=None, eval_examples=None, ignore_keys=None, metric_key_prefix="eval", output_dir=None):
+        """Metrics over `eval_examples`; with `output_dir`, also writes the predictions there."""
+        eval_dataset = self.eval_dataset if eval_dataset is None else eval_dataset
+        eval_examples = self.eval_examples if eval_examples is None else eval_examples
+        start_time = time.time()
+        output = self.evaluation_loop(
+            self.get_eval_dataloader(eval_dataset),
+            description="Evaluation",
+            prediction_loss_only=False,
+            ignore_keys=ignore_keys,
+            metric_key_prefix=metric_key_prefix,
+        )
+        answers = self.post_process_function(
+            eval_examples, eval_dataset, output.predictions, self._writable(output_dir), metric_key_prefix
+        )
+        references = dict(zip(eval_examples["id"], (a["text"] for a in eval_examples["answers"])))
+        metrics = {f"{metric_key_prefix}_{k}": v for k, v in compute_qa_metrics(answers, references).items()}
+        metrics.update(output.metrics)
+        metrics.update(speed_metrics(metric_key_prefix, start_time, num_samples=len(eval_examples)))
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    def predict(self, predict_dataset, predict_examples, ignore_keys=None, metric_key_prefix="predict", output_dir=None):
+        """{question id: answer} over `predict_examples`; with `output_dir`, also writes the predictions there."""
+        output = self.evaluation_loop(
+            self.get_test_dataloader(predict_dataset),
+            description="Prediction",
+            prediction_loss_only=False,
+            ignore_keys=ignore_keys,
+            metric_key_prefix=metric_key_prefix,
+        )
+        return self.post_process_function(
+            predict_examples, predict_dataset, output.predictions, self._writable(output_dir), metric_key_prefix
+        )
+
+    def _writable(self, output_dir):
+        return output_dir if self.is_world_process_zero() else None
+
+
+def main():
+    model_args, data_args, training_args = parse_arguments(
+        (ModelArguments, SpanSelectionDataArguments, SpanSelectionTrainingArguments)
+    )
+    setup_logging(training_args)
+    check_data_arguments(data_args, training_args)
+
+    # Read and validate every input before anything is written.
+    context = load_context(data_args.context_file)
+    examples = {}
+    if training_args.do_train:
+        questions = load_questions(data_args.train_file, context, need_answer=True)
+        examples["train"] = Dataset.from_dict(to_squad_examples(first_n(questions, data_args.max_train_samples), context))
+    if training_args.do_eval:
+        questions = load_questions(data_args.validation_file, context, need_answer=True)
+        examples["eval"] = Dataset.from_dict(to_squad_examples(first_n(questions, data_args.max_eval_samples), context))
+    if training_args.do_predict:
+        questions = load_questions(data_args.test_file, context, need_relevant=True)
+        examples["predict"] = Dataset.from_dict(
+            to_squad_examples(first_n(questions, data_args.max_predict_samples), context)
+        )
+    resume_from = checkpoint_to_resume(training_args)
+    tokenizer, model = load_tokenizer_and_model(model_args, AutoModelForQuestionAnswering)
+    problem = check_window_fits(tokenizer, data_args.max_seq_length, data_args.max_question_length, data_args.doc_stride)
+    if problem:
+        raise InputError(problem)
+
+    window_options = {
+        "tokenizer": tokenizer,
+        "max_seq_length": data_args.max_seq_length,
+        "doc_stride": data_args.doc_stride,
+        "pad_to_max_length": data_args.pad_to_max_length,
+        "max_question_length": data_args.max_question_length,
+    }
+    features = {}
+    for split, split_examples in examples.items():
+        prepare = prepare_train_features if split == "train" else prepare_validation_features
+        features[split] = split_examples.map(
+            partial(prepare, **window_options),
+            batched=True,
+            remove_columns=split_examples.column_names,
+            num_proc=data_args.preprocessing_num_workers,
+            desc=f"Cutting {split} paragraphs into windows",
+        )
+        logger.info(f"{split}: {len(split_examples)} questions, {len(features[split])} windows")
+
+    def post_process(split_examples, split_features, predictions, output_dir, prefix):
+        return postprocess_qa_predictions(
+            split_examples,
+            split_features,
+            predictions,
+            n_best_size=data_args.n_best_size,
+            max_answer_length=data_args.max_answer_length,
+            output_dir=output_dir,
+            prefix=prefix,
+            log_level=training_args.get_process_log_level(),
+        )
+
+    trainer = QuestionAnsweringTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=features.get("train"),
+        eval_dataset=features.get("eval"),
+        eval_examples=examples.get("eval"),
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if training_args.fp16 else None),
+        post_process_function=post_process,
+    )
+
+    if training_args.do_train:
+        train_result = trainer.train(resume_from_checkpoint=resume_from)
+        trainer.save_model()
+        metrics = train_result.metrics
+        metrics["train_samples"] = len(features["train"])
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+
+    if training_args.do_eval:
+        metrics = trainer.evaluate(output_dir=training_args.output_dir)
+        metrics["eval_samples"] = len(examples["eval"])
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+
+    if training_args.do_predict:
+        answers = trainer.predict(features["predict"], examples["predict"], output_dir=training_args.output_dir)
+        if trainer.is_world_process_zero():
+            path = write_predictions_csv(os.path.join(training_args.output_dir, "pred.csv"), examples["predict"]["id"], answers)
+            logger.info(f"Wrote the answers to {len(answers)} questions to {path}")
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,171 @@
+"""Paragraph selection (stage 1) as multiple choice: which of a question's candidate paragraphs holds the answer.
+
+Each question is paired with each of its candidate paragraphs; the model scores every pair and is trained with a
+softmax over the candidates of a question. Example (see README.md for the recommended hyperparameters):
+
+    python run_swag.py --model_name_or_path hfl/chinese-macbert-base \
+        --context_file data/context.json --train_file data/train.json --validation_file data/valid.json \
+        --do_train --do_eval --output_dir outputs/paragraph-selection
+
+With --do_predict --test_file test.json it also writes `test_with_relevant.json` to --output_dir: the test questions
+with the predicted paragraph as "relevant", ready for `run_qa.py --do_predict --test_file`.
+"""
+
+import logging
+import os
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+from transformers import AutoModelForMultipleChoice, Trainer, TrainingArguments
+
+from adl_data import InputError, load_context, load_questions, write_json
+from common import (
+    DataArguments,
+    ModelArguments,
+    check_data_arguments,
+    checkpoint_to_resume,
+    first_n,
+    load_tokenizer_and_model,
+    parse_arguments,
+    run_main,
+    setup_logging,
+)
+from utils_qa import DataCollatorForMultipleChoice, check_window_fits, mask_filler_choices, prepare_multiple_choice_features
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ParagraphSelectionTrainingArguments(TrainingArguments):
+    metric_for_best_model: str | None = field(
+        default="accuracy", metadata={"help": "Metric for --load_best_model_at_end and the best checkpoint."}
+    )
+
+
+class MultipleChoiceTrainer(Trainer):
+    """Trainer whose loss and predictions ignore the filler candidates of DataCollatorForMultipleChoice."""
+
+    # compute_loss returns the mean over its batch; the Trainer divides it for gradient accumulation.
+    loss_is_scaled_for_ga = False
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        choice_mask = inputs.pop("choice_mask")
+        outputs = model(**inputs)
+        outputs.logits = mask_filler_choices(outputs.logits, choice_mask)
+        loss = F.cross_entropy(outputs.logits, labels)
+        return (loss, outputs) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        if "labels" in inputs:
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        inputs = self._prepare_inputs(inputs)
+        choice_mask = inputs.pop("choice_mask")
+        with torch.no_grad(), self.compute_loss_context_manager():
+            logits = model(**inputs).logits
+        return None, mask_filler_choices(logits, choice_mask).detach(), None
+
+
+def compute_accuracy(eval_prediction):
+    predicted = np.argmax(eval_prediction.predictions, axis=1)
+    return {"accuracy": float((predicted == eval_prediction.label_ids).mean())}
+
+
+def build_dataset(questions, context, tokenizer, data_args, with_labels, description):
+    columns = {
+        "question": [q["question"] for q in questions],
+        "candidates": [[context[p] for p in q["paragraphs"]] for q in questions],
+    }
+    if with_labels:
+        columns["label"] = [q["paragraphs"].index(q["relevant"]) for q in questions]
+    dataset = Dataset.from_dict(columns)
+    return dataset.map(
+        partial(
+            prepare_multiple_choice_features,
+            tokenizer=tokenizer,
+            max_seq_length=data_args.max_seq_length,
+            pad_to_max_length=data_args.pad_to_max_length,
+            max_question_length=data_args.max_question_length,
+        ),
+        batched=True,
+        remove_columns=dataset.column_names,
+        num_proc=data_args.preprocessing_num_workers,
+        desc=description,
+    )
+
+
+def main():
+    model_args, data_args, training_args = parse_arguments(
+        (ModelArguments, DataArguments, ParagraphSelectionTrainingArguments)
+    )
+    setup_logging(training_args)
+    check_data_arguments(data_args, training_args)
+
+    # Read and validate every input before anything is written.
+    context = load_context(data_args.context_file)
+    splits = {}
+    if training_args.do_train:
+        splits["train"] = first_n(load_questions(data_args.train_file, context, need_relevant=True), data_args.max_train_samples)
+    if training_args.do_eval:
+        splits["eval"] = first_n(
+            load_questions(data_args.validation_file, context, need_relevant=True), data_args.max_eval_samples
+        )
+    if training_args.do_predict:
+        splits["predict"] = first_n(load_questions(data_args.test_file, context), data_args.max_predict_samples)
+    resume_from = checkpoint_to_resume(training_args)
+    tokenizer, model = load_tokenizer_and_model(model_args, AutoModelForMultipleChoice)
+    problem = check_window_fits(tokenizer, data_args.max_seq_length, data_args.max_question_length)
+    if problem:
+        raise InputError(problem)
+
+    datasets = {
+        split: build_dataset(questions, context, tokenizer, data_args, split != "predict", f"Tokenizing {split} pairs")
+        for split, questions in splits.items()
+    }
+    for split, questions in splits.items():
+        pairs = sum(len(q["paragraphs"]) for q in questions)
+        logger.info(f"{split}: {len(questions)} questions, {pairs} question-paragraph pairs")
+
+    trainer = MultipleChoiceTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=datasets.get("train"),
+        eval_dataset=datasets.get("eval"),
+        processing_class=tokenizer,
+        data_collator=DataCollatorForMultipleChoice(tokenizer, pad_to_multiple_of=8 if training_args.fp16 else None),
+        compute_metrics=compute_accuracy,
+    )
+
+    if training_args.do_train:
+        train_result = trainer.train(resume_from_checkpoint=resume_from)
+        trainer.save_model()
+        metrics = train_result.metrics
+        metrics["train_samples"] = len(datasets["train"])
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+
+    if training_args.do_eval:
+        metrics = trainer.evaluate()
+        metrics["eval_samples"] = len(datasets["eval"])
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+
+    if training_args.do_predict:
+        logits = trainer.predict(datasets["predict"]).predictions
+        chosen = np.argmax(logits, axis=1)
+        records = [
+            {"id": q["id"], "question": q["question"], "paragraphs": q["paragraphs"], "relevant": q["paragraphs"][int(c)]}
+            for q, c in zip(splits["predict"], chosen)
+        ]
+        if trainer.is_world_process_zero():
+            path = write_json(os.path.join(training_args.output_dir, "test_with_relevant.json"), records)
+            logger.info(f"Wrote the predicted paragraphs of {len(records)} questions to {path}")
+
+
+if __name__ == "__main__":
+    run_main(main)

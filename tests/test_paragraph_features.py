@@ -1,0 +1,36 @@
+"""Paragraph selection: pairing a question with its candidates, padding, and the filler candidates."""
+
+import torch
+
+from utils_qa import DataCollatorForMultipleChoice, mask_filler_choices, prepare_multiple_choice_features
+
+
+def test_each_question_is_paired_with_each_candidate(tokenizer):
+    examples = {"question": ["誰在位?", "哪裡?"], "candidates": [["景宗在位。", "臺北" * 300, "甲"], ["乙丙"]], "label": [0, 0]}
+    features = prepare_multiple_choice_features(examples, tokenizer, max_seq_length=64, max_question_length=8)
+    assert [len(choices) for choices in features["input_ids"]] == [3, 1]
+    assert features["labels"] == [0, 0]
+    first = tokenizer.decode(features["input_ids"][0][0])
+    assert first.replace(" ", "") == "[CLS]誰在位?[SEP]景宗在位。[SEP]"
+    # The long paragraph is cut to fit; the question is kept whole.
+    assert len(features["input_ids"][0][1]) == 64
+    assert tokenizer.decode(features["input_ids"][0][1]).replace(" ", "").startswith("[CLS]誰在位?[SEP]臺北臺北")
+
+
+def test_collator_pads_lengths_and_candidate_counts(tokenizer):
+    examples = {"question": ["誰?", "哪裡?"], "candidates": [["景宗在位。", "甲", "乙丙丁戊"], ["乙丙"]], "label": [2, 0]}
+    features = prepare_multiple_choice_features(examples, tokenizer, max_seq_length=64)
+    rows = [{key: features[key][i] for key in features} for i in range(2)]
+    batch = DataCollatorForMultipleChoice(tokenizer)(rows)
+    longest = max(len(ids) for choices in features["input_ids"] for ids in choices)
+    assert batch["input_ids"].shape == (2, 3, longest)
+    assert batch["choice_mask"].tolist() == [[True, True, True], [True, False, False]]
+    assert batch["labels"].tolist() == [2, 0]
+    # Filler candidates repeat the first one, so no sequence is all padding.
+    assert torch.equal(batch["input_ids"][1, 1], batch["input_ids"][1, 0])
+    assert batch["attention_mask"][0, 1].sum() == len(features["input_ids"][0][1])
+
+    logits = torch.tensor([[0.1, 0.2, 0.3], [-5.0, 9.0, 9.0]])
+    masked = mask_filler_choices(logits, batch["choice_mask"])
+    assert masked.argmax(dim=1).tolist() == [2, 0]
+    assert torch.nn.functional.cross_entropy(masked, batch["labels"]).isfinite()

@@ -1,0 +1,198 @@
+"""Span selection: windows, answer labels, offsets and post-processing, checked character by character."""
+
+import numpy as np
+import pytest
+
+from utils_qa import (
+    postprocess_qa_predictions,
+    prepare_train_features,
+    prepare_validation_features,
+    truncate_questions,
+)
+
+
+def squad_examples(questions, context):
+    return {
+        "id": [q["id"] for q in questions],
+        "question": [q["question"] for q in questions],
+        "context": [context[q["relevant"]] for q in questions],
+        "answers": [{"text": [q["answer"]["text"]], "answer_start": [q["answer"]["start"]]} for q in questions],
+    }
+
+
+@pytest.fixture(scope="module")
+def hard_examples(sample_context):
+    """Answers that stress the offsets: far into a paragraph of several windows, Latin words and digits, answers
+    next to spaces, full-width characters, and a 500-character question."""
+    long_paragraph = "".join(sample_context[:8])
+    cases = [
+        ("late", "最後一段在哪裡?", long_paragraph, long_paragraph[-30:-12]),
+        ("middle", "中間?", long_paragraph, long_paragraph[1500:1520]),
+        ("latin", "誰寫了?", "這本書 The Old Man and the Sea 是海明威 Ernest Hemingway 在1951年寫的。", "Ernest Hemingway"),
+        ("digits", "哪一年?", "這本書是海明威在1951年寫的，1952年出版。", "1952"),
+        ("spaces", "地點?", "會議在  臺北市 信義區 舉行。", "臺北市 信義區"),
+        ("fullwidth", "編號?", "型號為ＡＢＣ－１２３的機器。", "ＡＢＣ－１２３"),
+        ("long-question", "問" * 500, "答案就是這個。" + long_paragraph, "這個"),
+    ]
+    examples = {"id": [], "question": [], "context": [], "answers": []}
+    for name, question, paragraph, answer in cases:
+        start = paragraph.index(answer) if name != "late" else len(paragraph) - 30
+        assert paragraph[start : start + len(answer)] == answer
+        examples["id"].append(name)
+        examples["question"].append(question)
+        examples["context"].append(paragraph)
+        examples["answers"].append({"text": [answer], "answer_start": [start]})
+    return examples
+
+
+def all_examples(sample_context, sample_train, sample_valid, hard_examples):
+    sample = squad_examples(sample_train + sample_valid, sample_context)
+    return {key: sample[key] + hard_examples[key] for key in sample}
+
+
+@pytest.mark.parametrize("max_seq_length,doc_stride", [(512, 128), (128, 32)])
+def test_train_labels_decode_back_to_the_gold_answer(
+    tokenizer, sample_context, sample_train, sample_valid, hard_examples, max_seq_length, doc_stride
+):
+    examples = all_examples(sample_context, sample_train, sample_valid, hard_examples)
+    features = prepare_train_features(examples, tokenizer, max_seq_length, doc_stride, max_question_length=64)
+    train_windows = prepare_validation_features(examples, tokenizer, max_seq_length, doc_stride, max_question_length=64)
+    assert features["input_ids"] == train_windows["input_ids"]
+
+    windows_with_answer = {example_id: 0 for example_id in examples["id"]}
+    for i, example_id in enumerate(train_windows["example_id"]):
+        start, end = features["start_positions"][i], features["end_positions"][i]
+        assert len(features["input_ids"][i]) <= max_seq_length
+        if start == 0:
+            assert end == 0
+            continue
+        index = examples["id"].index(example_id)
+        offsets = train_windows["offset_mapping"][i]
+        decoded = examples["context"][index][offsets[start][0] : offsets[end][1]]
+        assert decoded == examples["answers"][index]["text"][0], example_id
+        windows_with_answer[example_id] += 1
+    assert all(count >= 1 for count in windows_with_answer.values()), windows_with_answer
+    if max_seq_length == 128:
+        assert windows_with_answer["late"] >= 1 and len(train_windows["example_id"]) > 2 * len(examples["id"])
+
+
+def test_windows_cover_every_paragraph_character(tokenizer, hard_examples):
+    features = prepare_validation_features(hard_examples, tokenizer, max_seq_length=64, doc_stride=16, max_question_length=16)
+    for index, (example_id, paragraph) in enumerate(zip(hard_examples["id"], hard_examples["context"])):
+        covered = np.zeros(len(paragraph), dtype=bool)
+        windows = [i for i, e in enumerate(features["example_id"]) if e == example_id]
+        for i in windows:
+            for offset in features["offset_mapping"][i]:
+                if offset is not None:
+                    covered[offset[0] : offset[1]] = True
+        uncovered = [paragraph[j] for j in np.flatnonzero(~covered)]
+        assert all(ch.isspace() for ch in uncovered), (example_id, uncovered[:10])
+        # Consecutive windows overlap, so an answer up to doc_stride tokens long always fits in one of them.
+        for previous, following in zip(windows, windows[1:]):
+            last_of_previous = max(o[1] for o in features["offset_mapping"][previous] if o is not None)
+            first_of_following = min(o[0] for o in features["offset_mapping"][following] if o is not None)
+            assert first_of_following < last_of_previous
+
+
+def test_validation_offsets_are_none_outside_the_paragraph(tokenizer, hard_examples):
+    features = prepare_validation_features(hard_examples, tokenizer, max_seq_length=64, doc_stride=16, max_question_length=16)
+    for i, offsets in enumerate(features["offset_mapping"]):
+        sequence_ids = features.sequence_ids(i)
+        assert [o is not None for o in offsets] == [s == 1 for s in sequence_ids]
+    assert sorted(set(features["example_id"])) == sorted(hard_examples["id"])
+
+
+def gold_token_logits(features, examples):
+    """Logits that peak at the tokens holding the gold answer's first and last character, found independently of
+    the labelling code: straight from the offsets."""
+    start_logits, end_logits = [], []
+    for i, example_id in enumerate(features["example_id"]):
+        index = examples["id"].index(example_id)
+        answer_start = examples["answers"][index]["answer_start"][0]
+        answer_end = answer_start + len(examples["answers"][index]["text"][0])
+        starts = np.full(len(features["input_ids"][i]), -10.0)
+        ends = np.full(len(features["input_ids"][i]), -10.0)
+        offsets = features["offset_mapping"][i]
+        holds_start = [t for t, o in enumerate(offsets) if o is not None and o[0] <= answer_start < o[1]]
+        holds_end = [t for t, o in enumerate(offsets) if o is not None and o[0] < answer_end <= o[1]]
+        if holds_start and holds_end:
+            starts[holds_start[0]] = 10.0
+            ends[holds_end[0]] = 10.0
+        start_logits.append(starts)
+        end_logits.append(ends)
+    return start_logits, end_logits
+
+
+@pytest.mark.parametrize("max_seq_length,doc_stride", [(512, 128), (96, 24)])
+def test_gold_logits_recover_the_gold_answer_text(
+    tokenizer, sample_context, sample_train, sample_valid, hard_examples, max_seq_length, doc_stride
+):
+    examples = all_examples(sample_context, sample_train, sample_valid, hard_examples)
+    features = prepare_validation_features(examples, tokenizer, max_seq_length, doc_stride, max_question_length=32)
+    answers = postprocess_qa_predictions(examples, features, gold_token_logits(features, examples), max_answer_length=64)
+    assert list(answers) == examples["id"]
+    wrong = [
+        (example_id, answers[example_id], gold["text"][0])
+        for example_id, gold in zip(examples["id"], examples["answers"])
+        if answers[example_id] != gold["text"][0]
+    ]
+    assert wrong == []
+
+
+def test_postprocess_accepts_padded_arrays_and_writes_readable_json(tokenizer, hard_examples, tmp_path):
+    features = prepare_validation_features(hard_examples, tokenizer, max_seq_length=64, doc_stride=16, max_question_length=16)
+    start_logits, end_logits = gold_token_logits(features, hard_examples)
+    width = max(map(len, start_logits)) + 7
+    padded = [np.stack([np.pad(x, (0, width - len(x)), constant_values=-100.0) for x in logits]) for logits in (start_logits, end_logits)]
+    answers = postprocess_qa_predictions(hard_examples, features, padded, output_dir=str(tmp_path), prefix="eval")
+    assert answers["latin"] == "Ernest Hemingway"
+    text = (tmp_path / "eval_predictions.json").read_text(encoding="utf-8")
+    assert "臺北市 信義區" in text and "\\u" not in text
+    assert (tmp_path / "eval_nbest_predictions.json").exists()
+
+
+def brute_force_best_span(start_logits, end_logits, offsets, max_answer_length):
+    best = None
+    for s, start_offset in enumerate(offsets):
+        for e in range(s, min(s + max_answer_length, len(offsets))):
+            if start_offset is None or offsets[e] is None:
+                continue
+            score = start_logits[s] + end_logits[e]
+            if best is None or score > best[0]:
+                best = (score, start_offset[0], offsets[e][1])
+    return best
+
+
+def test_postprocess_finds_the_best_valid_span_of_all_windows(tokenizer, hard_examples):
+    features = prepare_validation_features(hard_examples, tokenizer, max_seq_length=48, doc_stride=12, max_question_length=12)
+    rng = np.random.default_rng(0)
+    start_logits = [rng.normal(size=len(ids)) for ids in features["input_ids"]]
+    end_logits = [rng.normal(size=len(ids)) for ids in features["input_ids"]]
+    for max_answer_length in (1, 5, 30):
+        answers = postprocess_qa_predictions(
+            hard_examples, features, (start_logits, end_logits), n_best_size=3, max_answer_length=max_answer_length
+        )
+        for example_id, paragraph in zip(hard_examples["id"], hard_examples["context"]):
+            candidates = [
+                brute_force_best_span(start_logits[i], end_logits[i], features["offset_mapping"][i], max_answer_length)
+                for i, e in enumerate(features["example_id"])
+                if e == example_id
+            ]
+            _, start, end = max(candidates, key=lambda c: c[0])
+            assert answers[example_id] == paragraph[start:end]
+
+
+def test_postprocess_returns_empty_answer_when_no_span_is_possible():
+    examples = {"id": ["q"], "context": ["段落"]}
+    features = {"example_id": ["q"], "offset_mapping": [[None, None, None]]}
+    answers = postprocess_qa_predictions(examples, features, ([np.zeros(3)], [np.zeros(3)]))
+    assert answers == {"q": ""}
+
+
+def test_long_questions_are_cut_at_a_character_boundary(tokenizer):
+    questions = ["問" * 500, "短問題?", "The quick brown fox"]
+    truncated = truncate_questions(questions, tokenizer, max_question_length=10)
+    assert truncated[0] == "問" * 10
+    assert truncated[1] == "短問題?"
+    assert len(tokenizer(truncated[2], add_special_tokens=False)["input_ids"]) <= 10
+    assert questions[2].startswith(truncated[2])
