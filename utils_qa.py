@@ -29,8 +29,9 @@ logger = logging.getLogger(__name__)
 # Defaults shared by the training scripts and inference.py.
 MAX_SEQ_LENGTH = 512
 DOC_STRIDE = 128
-# Real ADL questions are under 100 characters; a longer one is cut so that enough of the window is left for the paragraph.
-MAX_QUESTION_LENGTH = 128
+# Chinese QA questions run to about 75 characters (DRCD, CMRC 2018); a longer one is cut so that a window keeps room
+# for the paragraph: 96 leaves more than doc_stride 128 tokens of paragraph even with max_seq_length 256.
+MAX_QUESTION_LENGTH = 96
 N_BEST_SIZE = 20
 # In tokens. Chinese BERT vocabularies have one token per Chinese character: 64 covers the longest answer of the
 # real data (63 characters; 99% are at most 26).
