@@ -74,13 +74,13 @@ install_demo_models() {
                 --learning_rate 1e-3 --warmup_steps 0.1 --seed 42 --report_to none
                 --save_strategy no --log_level error --disable_tqdm true)
   rm -rf "$demo" && mkdir -p "$demo"
-  echo "Building DEMO models in $demo (a few minutes on a CPU) ..."
+  echo "Building DEMO models in $demo (about a minute on a CPU) ..."
   "$python" "$here/make_tiny_model.py" --output_dir "$demo/base" --all_cjk --texts "$samples/context.json" >/dev/null
   HF_HUB_OFFLINE=1 "$python" "$here/run_swag.py" "${common[@]}" --output_dir "$demo/paragraph-selection" \
-    --max_seq_length 192 --num_train_epochs 2 --per_device_train_batch_size 4 >"$demo/paragraph-selection.log" 2>&1 \
+    --max_seq_length 128 --num_train_epochs 1 --per_device_train_batch_size 4 >"$demo/paragraph-selection.log" 2>&1 \
     || { echo "download.sh: training the demo paragraph-selection model failed, see $demo/paragraph-selection.log" >&2; exit 1; }
   HF_HUB_OFFLINE=1 "$python" "$here/run_qa.py" "${common[@]}" --output_dir "$demo/span-selection" \
-    --max_seq_length 256 --doc_stride 64 --num_train_epochs 3 --per_device_train_batch_size 8 >"$demo/span-selection.log" 2>&1 \
+    --max_seq_length 192 --doc_stride 64 --num_train_epochs 2 --per_device_train_batch_size 8 >"$demo/span-selection.log" 2>&1 \
     || { echo "download.sh: training the demo span-selection model failed, see $demo/span-selection.log" >&2; exit 1; }
   for stage in "${stages[@]}"; do
     cat >"$demo/$stage/DEMO_MODEL.md" <<NOTE
