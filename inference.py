@@ -231,29 +231,38 @@ class StageStats:
         return self.padded_tokens / max(1, self.tokens + self.padded_tokens)
 
 
-def run_sorted_batches(forward, encodings, pad_token_id, batch_size, device, stats):
-    """Runs `forward` over all sequences of `encodings` (dict of lists of token lists), longest first, each batch
-    padded to its own longest sequence. Returns, per sequence in the original order, each output trimmed to the
-    sequence's length (or a scalar score)."""
+def padded_batches(encodings, pad_token_id, batch_size):
+    """Yields (sequence indices, input tensors) over all sequences of `encodings` (dict of lists of token lists),
+    longest first, each batch padded to its own longest sequence."""
     lengths = np.array([len(ids) for ids in encodings["input_ids"]])
     order = np.argsort(-lengths, kind="stable")
     pad_values = {"input_ids": pad_token_id, "attention_mask": 0, "token_type_ids": 0}
+    for batch_start in range(0, len(order), batch_size):
+        indices = order[batch_start : batch_start + batch_size]
+        width = int(lengths[indices[0]])
+        tensors = []
+        for name in INPUT_NAMES:
+            array = np.full((len(indices), width), pad_values[name], dtype=np.int64)
+            for row, index in enumerate(indices):
+                values = encodings[name][index] if name in encodings else ()
+                array[row, : len(values)] = values
+            tensors.append(torch.from_numpy(array))
+        yield indices, tensors
+
+
+def run_sorted_batches(forward, encodings, pad_token_id, batch_size, device, stats):
+    """Runs `forward` over all sequences of `encodings` in padded_batches. Returns, per sequence in the original
+    order, each output trimmed to the sequence's length (or a scalar score)."""
+    lengths = [len(ids) for ids in encodings["input_ids"]]
     results = [None] * len(lengths)
     stats.sequences += len(lengths)
-    stats.tokens += int(lengths.sum())
+    stats.tokens += sum(lengths)
     with torch.inference_mode(), tqdm(total=len(lengths), desc=stats.name, unit="seq", leave=False) as progress:
-        for batch_start in range(0, len(order), batch_size):
-            indices = order[batch_start : batch_start + batch_size]
-            width = int(lengths[indices[0]])
-            arrays = {}
-            for name in INPUT_NAMES:
-                array = np.full((len(indices), width), pad_values[name], dtype=np.int64)
-                for row, index in enumerate(indices):
-                    values = encodings[name][index] if name in encodings else ()
-                    array[row, : len(values)] = values
-                arrays[name] = torch.from_numpy(array).to(device, non_blocking=True)
-            stats.padded_tokens += len(indices) * width - int(lengths[indices].sum())
-            outputs = [output.float().cpu().numpy() for output in forward(*(arrays[name] for name in INPUT_NAMES))]
+        for indices, tensors in padded_batches(encodings, pad_token_id, batch_size):
+            width = tensors[0].shape[1]
+            stats.padded_tokens += sum(width - lengths[index] for index in indices)
+            inputs = [tensor.to(device, non_blocking=True) for tensor in tensors]
+            outputs = [output.float().cpu().numpy() for output in forward(*inputs)]
             for row, index in enumerate(indices):
                 results[index] = tuple(
                     output[row, : lengths[index]] if output.ndim == 2 else output[row] for output in outputs
@@ -266,9 +275,8 @@ def run_sorted_batches(forward, encodings, pad_token_id, batch_size, device, sta
 # The two stages
 
 
-def select_paragraphs(questions, context, tokenizer, forward, args, device, stats):
-    """Stage 1: the index (into context) of the highest-scoring candidate paragraph of each question."""
-    start = time.perf_counter()
+def pair_encodings(questions, context, tokenizer, args):
+    """Every (question, candidate paragraph) pair as a sequence of its own, question by question."""
     features = prepare_multiple_choice_features(
         {"question": [q["question"] for q in questions],
          "candidates": [[context[p] for p in q["paragraphs"]] for q in questions]},
@@ -276,7 +284,26 @@ def select_paragraphs(questions, context, tokenizer, forward, args, device, stat
         max_seq_length=args.max_seq_length,
         max_question_length=args.max_question_length,
     )
-    pairs = {name: [pair for question in features[name] for pair in question] for name in features}
+    return {name: [pair for question in features[name] for pair in question] for name in features}
+
+
+def window_encodings(questions, paragraphs, tokenizer, args):
+    """The examples (id, question, paragraph) and the windows of each question's paragraph."""
+    examples = {"id": [q["id"] for q in questions], "question": [q["question"] for q in questions], "context": paragraphs}
+    features = prepare_validation_features(
+        examples,
+        tokenizer,
+        max_seq_length=args.max_seq_length,
+        doc_stride=args.doc_stride,
+        max_question_length=args.max_question_length,
+    )
+    return examples, features
+
+
+def select_paragraphs(questions, context, tokenizer, forward, args, device, stats):
+    """Stage 1: the index (into context) of the highest-scoring candidate paragraph of each question."""
+    start = time.perf_counter()
+    pairs = pair_encodings(questions, context, tokenizer, args)
     stats.seconds["tokenize"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -295,14 +322,7 @@ def select_paragraphs(questions, context, tokenizer, forward, args, device, stat
 def find_answers(questions, paragraphs, tokenizer, forward, args, device, stats):
     """Stage 2: {question id: answer text}, the best span over all windows of the chosen paragraph."""
     start = time.perf_counter()
-    examples = {"id": [q["id"] for q in questions], "question": [q["question"] for q in questions], "context": paragraphs}
-    features = prepare_validation_features(
-        examples,
-        tokenizer,
-        max_seq_length=args.max_seq_length,
-        doc_stride=args.doc_stride,
-        max_question_length=args.max_question_length,
-    )
+    examples, features = window_encodings(questions, paragraphs, tokenizer, args)
     stats.seconds["tokenize"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -321,14 +341,24 @@ def find_answers(questions, paragraphs, tokenizer, forward, args, device, stats)
     return answers
 
 
+@dataclass
+class Prediction:
+    answers: dict  # question id -> answer text, in test order
+    paragraphs: list  # the chosen paragraph (index into context) of each question
+    stages: tuple  # StageStats of paragraph selection and span selection
+    load_seconds: float  # reading both checkpoints from disk
+
+
 def predict(args):
-    """Runs the whole pipeline; returns (answers by id, question ids in order, per-stage stats)."""
+    """Runs the whole pipeline and writes the CSV."""
     output_file = prepare_output_path(args.output_file)
     context = load_context(args.context_file)
     questions = load_questions(args.test_file, context)
     device, dtype = choose_device(args.device)
+    start = time.perf_counter()
     mc_tokenizer, mc_model = load_checkpoint(args.mc_model, AutoModelForMultipleChoice, "paragraph-selection")
     qa_tokenizer, qa_model = load_checkpoint(args.qa_model, AutoModelForQuestionAnswering, "span-selection")
+    load_seconds = time.perf_counter() - start
     for tokenizer in (mc_tokenizer, qa_tokenizer):
         problem = check_window_fits(tokenizer, args.max_seq_length, args.max_question_length, args.doc_stride)
         if problem:
@@ -347,7 +377,7 @@ def predict(args):
     answers = find_answers(questions, [context[p] for p in chosen], qa_tokenizer, qa_forward, args, device, stage2)
 
     write_predictions_csv(output_file, [q["id"] for q in questions], answers)
-    return answers, (stage1, stage2)
+    return Prediction(answers, chosen, (stage1, stage2), load_seconds)
 
 
 def log_summary(stages, total_seconds, output_file):
@@ -367,9 +397,9 @@ def main(argv=None):
     transformers.utils.logging.disable_progress_bar()
     args = parse_arguments(argv)
     start = time.perf_counter()
-    answers, stages = predict(args)
-    log_summary(stages, time.perf_counter() - start, args.output_file)
-    return answers
+    prediction = predict(args)
+    log_summary(prediction.stages, time.perf_counter() - start, args.output_file)
+    return prediction.answers
 
 
 if __name__ == "__main__":

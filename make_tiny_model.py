@@ -5,9 +5,10 @@ such a directory and train it with `--from_scratch`:
 
     python make_tiny_model.py --output_dir models/tiny-base --texts data/context.json data/train.json
 
-The vocabulary holds [PAD] [UNK] [CLS] [SEP] [MASK], printable ASCII (with ## continuations, as BERT splits Latin
-words into word pieces), every character of the given texts, and with --all_cjk every CJK Unified Ideograph
-(U+4E00-U+9FFF), so that text never seen before is still tokenized character by character, as bert-base-chinese does.
+The vocabulary holds [PAD] [UNK] [CLS] [SEP] [MASK], printable ASCII, every character of the given texts, ## word-piece
+continuations of all but the CJK ideographs (BERT splits Latin words, digits and symbols into word pieces, but every
+CJK ideograph into a token of its own), and with --all_cjk every CJK Unified Ideograph (U+4E00-U+9FFF), so that text
+never seen before is still tokenized character by character, as bert-base-chinese does.
 """
 
 import argparse
@@ -41,7 +42,15 @@ def build_vocabulary(texts=(), all_cjk=False):
         others.update(chr(code) for code in range(0x4E00, 0xA000))
     # The tokenizer lower-cases before looking up, so upper-case letters never match.
     others = sorted(ch for ch in others if ch not in tokens and ch == ch.lower())
-    return tokens + others
+    # Characters other than CJK ideographs can continue a word ("15℃", "ＡＢＣ"): give them word-piece forms too, as
+    # bert-base-chinese does, so that a word boundary inside such a word stays representable.
+    continuations = [f"##{ch}" for ch in others if not _is_cjk_ideograph(ch)]
+    return tokens + others + continuations
+
+
+def _is_cjk_ideograph(ch):
+    code = ord(ch)
+    return 0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0x20000 <= code <= 0x2FA1F or 0xF900 <= code <= 0xFAFF
 
 
 def make_tiny_model(

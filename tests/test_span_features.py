@@ -196,3 +196,32 @@ def test_long_questions_are_cut_at_a_character_boundary(tokenizer):
     assert truncated[1] == "短問題?"
     assert len(tokenizer(truncated[2], add_special_tokens=False)["input_ids"]) <= 10
     assert questions[2].startswith(truncated[2])
+
+
+def test_a_20000_character_paragraph_and_a_500_character_question_lose_no_answer(tokenizer, sample_context):
+    paragraph = ""
+    for text in sample_context:
+        if len(paragraph) >= 20000:
+            break
+        paragraph += text
+    paragraph = paragraph[:20000]
+    answers = {"start": paragraph[100:110], "middle": paragraph[10000:10015], "end": paragraph[-12:]}
+    examples = {
+        "id": list(answers),
+        "question": ["這是一個很長的問題，" * 50] * 3,
+        "context": [paragraph] * 3,
+        "answers": [{"text": [a], "answer_start": [paragraph.index(a)]} for a in answers.values()],
+    }
+    assert len(examples["question"][0]) == 500
+    features = prepare_validation_features(examples, tokenizer)
+    labels = prepare_train_features(examples, tokenizer)
+    assert max(len(ids) for ids in features["input_ids"]) == 512
+    for i, example_id in enumerate(features["example_id"]):
+        start, end = labels["start_positions"][i], labels["end_positions"][i]
+        if start:
+            offsets = features["offset_mapping"][i]
+            assert paragraph[offsets[start][0] : offsets[end][1]] == answers[example_id]
+    labelled = {features["example_id"][i] for i, start in enumerate(labels["start_positions"]) if start}
+    assert labelled == set(answers)
+    predicted = postprocess_qa_predictions(examples, features, gold_token_logits(features, examples))
+    assert predicted == answers

@@ -1,0 +1,131 @@
+"""Checks the character offsets end to end on real data, with the project's own feature preparation and
+post-processing:
+
+1. labels: every window that prepare_train_features labels with an answer decodes back to the gold answer text;
+2. oracle: post-processing logits that peak at the tokens holding the gold answer's first and last character
+   recovers the gold answer text.
+
+    python benchmarks/oracle_offsets.py ../shared/data/drcd-dev-adl ../shared/data/raw/cmrc2018_dev.json
+
+Each argument is an ADL folder (context.json + train.json / valid.json) or a SQuAD-format JSON file. The tokenizer is
+--tokenizer (a Hub id or a local directory, e.g. bert-base-chinese where the Hub is reachable), or by default a
+character vocabulary built from the data (make_tiny_model.py). An answer is missed only where the tokenizer cannot
+represent its boundary: a word piece that starts before the answer or ends after it, or a character it drops.
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from transformers import AutoTokenizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from adl_data import load_context, load_questions, to_squad_examples  # noqa: E402
+from make_tiny_model import make_tiny_model  # noqa: E402
+from utils_qa import postprocess_qa_predictions, prepare_train_features, prepare_validation_features  # noqa: E402
+
+
+def read_examples(source):
+    """SQuAD-style columns (first gold answer of each question) from an ADL folder or a SQuAD JSON file."""
+    source = Path(source)
+    if source.is_dir():
+        context = load_context(source / "context.json")
+        questions = []
+        for split in ("train.json", "valid.json"):
+            if (source / split).exists():
+                questions += load_questions(source / split, context, need_answer=True)
+        return to_squad_examples(questions, context)
+    data = json.loads(source.read_text(encoding="utf-8"))["data"]
+    examples = {"id": [], "question": [], "context": [], "answers": []}
+    for article in data:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                answer = qa["answers"][0]
+                examples["id"].append(str(qa["id"]))
+                examples["question"].append(qa["question"])
+                examples["context"].append(paragraph["context"])
+                examples["answers"].append({"text": [answer["text"]], "answer_start": [answer["answer_start"]]})
+    return examples
+
+
+def gold_logits(features, examples):
+    index_of = {example_id: i for i, example_id in enumerate(examples["id"])}
+    start_logits, end_logits = [], []
+    for i, example_id in enumerate(features["example_id"]):
+        answer = examples["answers"][index_of[example_id]]
+        answer_start = answer["answer_start"][0]
+        answer_end = answer_start + len(answer["text"][0])
+        starts = np.full(len(features["input_ids"][i]), -10.0)
+        ends = starts.copy()
+        for token, offset in enumerate(features["offset_mapping"][i]):
+            if offset is not None and offset[0] <= answer_start < offset[1]:
+                starts[token] = 10.0
+            if offset is not None and offset[0] < answer_end <= offset[1]:
+                ends[token] = 10.0
+        start_logits.append(starts)
+        end_logits.append(ends)
+    return start_logits, end_logits
+
+
+def check(name, examples, tokenizer, max_seq_length, doc_stride):
+    features = prepare_validation_features(examples, tokenizer, max_seq_length, doc_stride)
+    labels = prepare_train_features(examples, tokenizer, max_seq_length, doc_stride)
+    labelled, decoded_right = 0, 0
+    index_of = {example_id: i for i, example_id in enumerate(examples["id"])}
+    for i, example_id in enumerate(features["example_id"]):
+        start, end = labels["start_positions"][i], labels["end_positions"][i]
+        if start == 0:
+            continue
+        index = index_of[example_id]
+        offsets = features["offset_mapping"][i]
+        labelled += 1
+        decoded_right += examples["context"][index][offsets[start][0] : offsets[end][1]] == examples["answers"][index]["text"][0]
+
+    started = time.perf_counter()
+    # Any answer that fits in a window may be predicted: only the offsets are under test here.
+    answers = postprocess_qa_predictions(
+        examples, features, gold_logits(features, examples), max_answer_length=max_seq_length
+    )
+    seconds = time.perf_counter() - started
+    missed = [
+        (answers[example_id], answer["text"][0])
+        for example_id, answer in zip(examples["id"], examples["answers"])
+        if answers[example_id] != answer["text"][0]
+    ]
+    total = len(examples["id"])
+    print(
+        f"{name}: {total} questions, {len(features['input_ids'])} windows (max_seq_length {max_seq_length}, "
+        f"doc_stride {doc_stride}); labels decode to the gold text in {decoded_right}/{labelled} labelled windows; "
+        f"oracle recovers {total - len(missed)}/{total} = {100 * (total - len(missed)) / total:.2f}% "
+        f"(post-processing {seconds:.2f} s)"
+    )
+    for predicted, gold in missed[:5]:
+        print(f"    missed: predicted {predicted!r}, gold {gold!r}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("sources", nargs="+", help="ADL folders or SQuAD-format JSON files.")
+    parser.add_argument("--tokenizer", help="Hub id or directory of a tokenizer (default: a character vocabulary).")
+    parser.add_argument("--max_seq_length", type=int, nargs="+", default=[512, 256])
+    parser.add_argument("--doc_stride", type=int, default=128)
+    args = parser.parse_args()
+
+    datasets = {source: read_examples(source) for source in args.sources}
+    if args.tokenizer:
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    else:
+        texts = [examples["context"] + examples["question"] for examples in datasets.values()]
+        tokenizer = AutoTokenizer.from_pretrained(make_tiny_model(tempfile.mkdtemp(), texts=texts, all_cjk=True))
+    for source, examples in datasets.items():
+        for max_seq_length in args.max_seq_length:
+            stride = min(args.doc_stride, max_seq_length // 4)
+            check(Path(source).name, examples, tokenizer, max_seq_length, stride)
+
+
+if __name__ == "__main__":
+    main()
