@@ -1,20 +1,27 @@
 """What run_swag.py and run_qa.py share: their common arguments, model loading, logging, checkpoint resumption, and the
 entry-point wrapper that turns input errors into one clear line."""
 
+import json
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 
 import datasets
 import transformers
-from transformers import AutoConfig, AutoTokenizer, HfArgumentParser
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from adl_data import InputError
 from utils_qa import MAX_QUESTION_LENGTH, MAX_SEQ_LENGTH
 
 logger = logging.getLogger(__name__)
+
+_CHECKPOINT_NAME = re.compile(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)")
+# What the Trainer writes last into a checkpoint (transformers.trainer.TRAINER_STATE_NAME; not imported from there, as
+# that module is slow to import and inference.py imports this one).
+TRAINER_STATE_NAME = "trainer_state.json"
 
 
 @dataclass
@@ -69,11 +76,30 @@ def parse_arguments(argument_classes):
     parser = HfArgumentParser(argument_classes)
     try:
         if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-            return parser.parse_json_file(json_file=os.path.abspath(sys.argv[1]))
-        return parser.parse_args_into_dataclasses()
+            parsed = parser.parse_json_file(json_file=os.path.abspath(sys.argv[1]))
+        else:
+            parsed = parser.parse_args_into_dataclasses()
     except ValueError as error:
         # TrainingArguments checks combinations of flags (e.g. --load_best_model_at_end with unmatched strategies).
         raise InputError(f"invalid arguments: {_one_line(error)}") from None
+    for arguments in parsed:
+        if isinstance(arguments, TrainingArguments):
+            check_launch(arguments)
+    return parsed
+
+
+def check_launch(training_args):
+    """Refuses a multi-process launch (torchrun, accelerate launch) that the Trainer would not run as one job.
+
+    On a machine without GPUs, the Trainer only joins the processes into one job with --use_cpu; otherwise each
+    process would train on all the data by itself and write the same output files as the others.
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and training_args.world_size == 1:
+        raise InputError(
+            f"launched as {launched} processes (WORLD_SIZE={launched}) but the Trainer runs each of them alone "
+            "(world size 1): on a machine without GPUs, add --use_cpu"
+        )
 
 
 def check_data_arguments(data_args, training_args):
@@ -110,8 +136,11 @@ def setup_logging(training_args):
     )
 
 
-def load_tokenizer_and_model(model_args, auto_model_class):
-    """Loads the (fast) tokenizer and the model, pretrained or, with --from_scratch, randomly initialised."""
+def load_tokenizer_and_model(model_args, auto_model_class, seed):
+    """Loads the (fast) tokenizer and the model, pretrained or, with --from_scratch, randomly initialised.
+
+    The random weights (the new task head of a pretrained model; all of them with --from_scratch) follow `seed`.
+    """
     source = model_args.model_name_or_path
     hub_options = {
         "cache_dir": model_args.cache_dir,
@@ -137,6 +166,7 @@ def load_tokenizer_and_model(model_args, auto_model_class):
     if not tokenizer.is_fast:
         raise InputError(f"{tokenizer_source}: a fast tokenizer is needed (character offsets), got {type(tokenizer).__name__}")
 
+    set_seed(seed)
     try:
         if model_args.from_scratch:
             model = auto_model_class.from_config(config, trust_remote_code=model_args.trust_remote_code)
@@ -149,22 +179,52 @@ def load_tokenizer_and_model(model_args, auto_model_class):
 
 
 def checkpoint_to_resume(training_args):
-    """The checkpoint training continues from: --resume_from_checkpoint, else the last one in --output_dir."""
+    """The checkpoint training continues from: --resume_from_checkpoint, else the last complete one in --output_dir.
+
+    The Trainer writes a checkpoint's trainer_state.json last, so a checkpoint without a readable one was cut short
+    (the run was killed while saving it): it is skipped, and training continues from the one before.
+    """
     if not training_args.do_train:
         return None
     if training_args.resume_from_checkpoint is not None:
         if not os.path.isdir(training_args.resume_from_checkpoint):
             raise InputError(f"{training_args.resume_from_checkpoint}: --resume_from_checkpoint is not a directory")
+        if not _is_complete_checkpoint(training_args.resume_from_checkpoint):
+            raise InputError(
+                f"{training_args.resume_from_checkpoint}: --resume_from_checkpoint is not a complete checkpoint "
+                f"(no readable {TRAINER_STATE_NAME}; the run was probably stopped while saving it): pass an earlier one"
+            )
         return training_args.resume_from_checkpoint
     if os.path.isdir(training_args.output_dir):
-        last_checkpoint = get_last_checkpoint(training_args.output_dir)
-        if last_checkpoint is not None:
+        for checkpoint in _checkpoints_newest_first(training_args.output_dir):
+            if _is_complete_checkpoint(checkpoint):
+                logger.warning(
+                    f"Resuming training from {checkpoint}, the last complete checkpoint in --output_dir "
+                    "(use another --output_dir to start over)."
+                )
+                return checkpoint
             logger.warning(
-                f"Resuming training from {last_checkpoint}, the last checkpoint in --output_dir "
-                "(use another --output_dir to start over)."
+                f"Skipping {checkpoint}: incomplete (no readable {TRAINER_STATE_NAME}; stopped while saving)."
             )
-            return last_checkpoint
     return None
+
+
+def _checkpoints_newest_first(output_dir):
+    steps = {}
+    for name in os.listdir(output_dir):
+        match = _CHECKPOINT_NAME.fullmatch(name)
+        if match and os.path.isdir(os.path.join(output_dir, name)):
+            steps[os.path.join(output_dir, name)] = int(match.group(1))
+    return sorted(steps, key=steps.get, reverse=True)
+
+
+def _is_complete_checkpoint(checkpoint):
+    try:
+        with open(os.path.join(checkpoint, TRAINER_STATE_NAME), encoding="utf-8") as file:
+            json.load(file)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def first_n(records, n):

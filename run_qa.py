@@ -141,7 +141,7 @@ def main():
             to_squad_examples(first_n(questions, data_args.max_predict_samples), context)
         )
     resume_from = checkpoint_to_resume(training_args)
-    tokenizer, model = load_tokenizer_and_model(model_args, AutoModelForQuestionAnswering)
+    tokenizer, model = load_tokenizer_and_model(model_args, AutoModelForQuestionAnswering, training_args.seed)
     problem = check_window_fits(tokenizer, data_args.max_seq_length, data_args.max_question_length, data_args.doc_stride)
     if problem:
         raise InputError(problem)

@@ -117,7 +117,7 @@ def main():
     if training_args.do_predict:
         splits["predict"] = first_n(load_questions(data_args.test_file, context), data_args.max_predict_samples)
     resume_from = checkpoint_to_resume(training_args)
-    tokenizer, model = load_tokenizer_and_model(model_args, AutoModelForMultipleChoice)
+    tokenizer, model = load_tokenizer_and_model(model_args, AutoModelForMultipleChoice, training_args.seed)
     problem = check_window_fits(tokenizer, data_args.max_seq_length, data_args.max_question_length)
     if problem:
         raise InputError(problem)
