@@ -13,6 +13,7 @@ import csv
 import json
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -20,10 +21,19 @@ logger = logging.getLogger(__name__)
 
 
 class InputError(Exception):
-    """A problem with something the user gave us (a data file, a model directory, an output path).
+    """A problem with something the user gave us (a data file, a model directory, an output path, a flag).
 
     The message is one line that names the file, the record and the field; entry points print it without a traceback.
     """
+
+
+def run_main(main):
+    """Runs an entry point; an InputError ends it with one line on stderr and exit status 1, not a traceback."""
+    try:
+        main()
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
 
 
 def read_json(path):
@@ -226,11 +236,19 @@ def write_atomically(path, write):
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
             write(file)
+        # mkstemp makes the file private (0600); give it the permissions of any new file.
+        os.chmod(temporary, 0o666 & ~_current_umask())
         os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)
         raise
     return path
+
+
+def _current_umask():
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def write_predictions_csv(path, ids, answers):

@@ -1,5 +1,4 @@
-"""What run_swag.py and run_qa.py share: their common arguments, model loading, logging, checkpoint resumption, and the
-entry-point wrapper that turns input errors into one clear line."""
+"""What run_swag.py and run_qa.py share: their common arguments, model loading, logging and checkpoint resumption."""
 
 import json
 import logging
@@ -229,15 +228,6 @@ def _is_complete_checkpoint(checkpoint):
 
 def first_n(records, n):
     return records if n is None else records[:n]
-
-
-def run_main(main):
-    """Runs an entry point; an InputError ends it with one line on stderr and exit status 1, not a traceback."""
-    try:
-        main()
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
 
 
 def _one_line(error):

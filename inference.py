@@ -27,8 +27,7 @@ import transformers
 from tqdm.auto import tqdm
 from transformers import AutoModelForMultipleChoice, AutoModelForQuestionAnswering, AutoTokenizer
 
-from adl_data import InputError, load_context, load_questions, prepare_output_path, write_predictions_csv
-from common import run_main
+from adl_data import InputError, load_context, load_questions, prepare_output_path, run_main, write_predictions_csv
 from utils_qa import (
     DOC_STRIDE,
     MAX_ANSWER_LENGTH,

@@ -23,7 +23,7 @@ from datasets import Dataset
 from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding, Trainer, TrainingArguments
 from transformers.trainer_utils import speed_metrics
 
-from adl_data import InputError, load_context, load_questions, to_squad_examples, write_predictions_csv
+from adl_data import InputError, load_context, load_questions, run_main, to_squad_examples, write_predictions_csv
 from common import (
     DataArguments,
     ModelArguments,
@@ -32,7 +32,6 @@ from common import (
     first_n,
     load_tokenizer_and_model,
     parse_arguments,
-    run_main,
     setup_logging,
 )
 from utils_qa import (

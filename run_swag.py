@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from datasets import Dataset
 from transformers import AutoModelForMultipleChoice, Trainer, TrainingArguments
 
-from adl_data import InputError, load_context, load_questions, write_json
+from adl_data import InputError, load_context, load_questions, run_main, write_json
 from common import (
     DataArguments,
     ModelArguments,
@@ -31,7 +31,6 @@ from common import (
     first_n,
     load_tokenizer_and_model,
     parse_arguments,
-    run_main,
     setup_logging,
 )
 from utils_qa import DataCollatorForMultipleChoice, check_window_fits, mask_filler_choices, prepare_multiple_choice_features

@@ -59,6 +59,11 @@ def check_window_fits(tokenizer, max_seq_length, max_question_length, doc_stride
     Windows overlap by `doc_stride` tokens, so the paragraph part of a window must be longer than `doc_stride`.
     """
     room = max_seq_length - max_question_length - tokenizer.num_special_tokens_to_add(pair=True)
+    if room <= 0:
+        return (
+            f"max_seq_length {max_seq_length} leaves no room for the paragraph after a question of up to "
+            f"{max_question_length} tokens: raise max_seq_length or lower max_question_length"
+        )
     if room <= doc_stride:
         return (
             f"max_seq_length {max_seq_length} leaves {room} tokens for the paragraph after a question of up to "

@@ -13,8 +13,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 sys.path.insert(0, str(ROOT))
 
-from make_tiny_model import make_tiny_model  # noqa: E402
-
 
 def read_json(path):
     return json.loads(Path(path).read_text(encoding="utf-8"))
@@ -43,6 +41,8 @@ def sample_valid():
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory):
     """A 2-layer, hidden-64 BERT config and a character tokenizer covering all CJK ideographs (no weights)."""
+    from make_tiny_model import make_tiny_model
+
     output_dir = tmp_path_factory.mktemp("tiny-base")
     return Path(make_tiny_model(output_dir, texts=[read_json(SAMPLES / "context.json")], all_cjk=True))
 

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import logging
+import os
 
 import pytest
 
@@ -179,3 +180,12 @@ def test_output_path_checks(tmp_path):
     blocker.write_text("x")
     with pytest.raises(InputError, match="cannot create the output folder"):
         prepare_output_path(blocker / "pred.csv")
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    old_umask = os.umask(0o022)
+    try:
+        path = write_predictions_csv(tmp_path / "pred.csv", ["a"], {"a": "景宗"})
+    finally:
+        os.umask(old_umask)
+    assert path.stat().st_mode & 0o777 == 0o644

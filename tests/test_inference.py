@@ -10,7 +10,7 @@ import torch
 from transformers import AutoConfig, AutoModelForMultipleChoice, AutoModelForQuestionAnswering, AutoTokenizer
 
 import inference
-from common import run_main
+from adl_data import run_main
 from conftest import ROOT, SAMPLES, read_json, run_script, write_json
 from utils_qa import prepare_multiple_choice_features
 

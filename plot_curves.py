@@ -1,0 +1,444 @@
+"""Learning curves and a table of results from Trainer runs (run_swag.py, run_qa.py), for the report.
+
+Usage:
+
+    python plot_curves.py RUN_DIR [RUN_DIR ...] [--output_dir DIR] [--names NAME ...] [--font PATH] [--dpi N]
+
+    python plot_curves.py outputs/bert-base-chinese/span-selection outputs/hfl_chinese-macbert-base/span-selection \
+        --names bert-base-chinese macbert --output_dir curves/span-selection
+
+Each RUN_DIR is the --output_dir of a training run; its logs are read from `trainer_state.json` there or, for a run
+that has not finished, from the latest `checkpoint-*` folder. Written to --output_dir (default: curves/), each figure
+only if some run has data for it, the runs overlaid in one colour each:
+
+- loss.png         training loss and evaluation loss against the training step
+- exact_match.png  evaluation exact match (%), span selection
+- f1.png           evaluation F1 (%), span selection
+- accuracy.png     evaluation accuracy (%), paragraph selection
+- results.md, results.csv  one row per run: steps, final train loss, final and best evaluation metrics, train runtime
+
+A curve has as many points as the run logged: train with `--logging_steps N --eval_strategy steps --eval_steps N`
+(N in steps, or below 1 as a fraction of the training steps, e.g. 0.05 for 20 points). Run names default to the run
+directories' names. Names in Chinese need a CJK font: one is picked among the installed fonts, or pass --font PATH;
+if none has the characters, install one (`sudo apt install fonts-noto-cjk`).
+"""
+
+import argparse
+import csv
+import os
+import re
+import sys
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from matplotlib import font_manager
+from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.ft2font import FT2Font
+from matplotlib.ticker import MaxNLocator
+
+from adl_data import InputError, prepare_output_path, read_json, run_main, write_atomically
+
+MIN_POINTS = 5
+CJK_FONT_INSTALL_HINT = "install a CJK font (`sudo apt install fonts-noto-cjk`) or pass --font /path/to/font.ttc"
+# Families looked for first, in this order (Traditional Chinese first, as the ADL data is); any other installed font
+# that has the characters comes after them.
+PREFERRED_FONTS = (
+    "Noto Sans CJK TC", "Noto Sans CJK", "Noto Sans TC", "Noto Sans SC", "Source Han Sans TW", "Source Han Sans",
+    "WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "Microsoft JhengHei", "PingFang TC", "PingFang", "Heiti TC",
+    "Microsoft YaHei", "SimHei", "Noto Serif CJK", "AR PL UMing", "AR PL UKai", "Droid Sans Fallback",
+)
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str  # the key in the Trainer's log_history
+    column: str  # its name in results.csv (after final_ / best_)
+    title: str
+    axis_label: str
+    scale: float = 1.0  # plotted and tabulated value = logged value * scale
+    higher_is_better: bool = True
+    hint: str = "evaluate more often: --eval_strategy steps --eval_steps N (or a fraction such as 0.05)"
+
+
+TRAIN_LOSS = Metric("loss", "train_loss", "training loss", "cross-entropy loss", higher_is_better=False,
+                    hint="log more often: --logging_steps N (or a fraction such as 0.02)")
+EVAL_LOSS = Metric("eval_loss", "eval_loss", "evaluation loss", "cross-entropy loss", higher_is_better=False)
+EXACT_MATCH = Metric("eval_exact_match", "exact_match_pct", "evaluation exact match", "exact match (%)")
+F1 = Metric("eval_f1", "f1_pct", "evaluation F1", "F1 (%)")
+# run_swag.py logs accuracy in [0, 1]; shown in % like exact match and F1.
+ACCURACY = Metric("eval_accuracy", "accuracy_pct", "evaluation accuracy", "accuracy (%)", scale=100.0)
+METRICS = (TRAIN_LOSS, EVAL_LOSS, EXACT_MATCH, F1, ACCURACY)
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    filename: str
+    title: str
+    panels: tuple[Metric, ...]  # side by side, those with data only
+
+
+FIGURES = (
+    FigureSpec("loss.png", "Loss", (TRAIN_LOSS, EVAL_LOSS)),
+    FigureSpec("exact_match.png", "Span selection: evaluation exact match", (EXACT_MATCH,)),
+    FigureSpec("f1.png", "Span selection: evaluation F1", (F1,)),
+    FigureSpec("accuracy.png", "Paragraph selection: evaluation accuracy", (ACCURACY,)),
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    state_file: Path
+    log_history: list[dict]
+    steps: int
+
+    def curve(self, metric: Metric) -> tuple[list[float], list[float]]:
+        """The (steps, values) the run logged for `metric`, values scaled for display."""
+        points = [
+            (entry["step"], entry[metric.key] * metric.scale)
+            for entry in self.log_history
+            if _is_number(entry.get(metric.key)) and _is_number(entry.get("step"))
+        ]
+        return [step for step, _ in points], [value for _, value in points]
+
+    def last_logged(self, key: str) -> float | None:
+        values = [entry[key] for entry in self.log_history if _is_number(entry.get(key))]
+        return values[-1] if values else None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# --- Reading the runs ---------------------------------------------------------------------------------------------
+
+
+def find_trainer_state(run_dir: Path) -> Path:
+    """`run_dir/trainer_state.json`, or else that of the checkpoint-* folder with the highest step."""
+    if not run_dir.exists():
+        raise InputError(f"{run_dir}: no such directory")
+    if not run_dir.is_dir():
+        raise InputError(f"{run_dir}: not a directory (expected the --output_dir of a training run)")
+    top_level = run_dir / "trainer_state.json"
+    if top_level.is_file():
+        return top_level
+    checkpoints = []
+    for folder in run_dir.glob("checkpoint-*"):
+        match = re.fullmatch(r"checkpoint-(\d+)", folder.name)
+        if match and (folder / "trainer_state.json").is_file():
+            checkpoints.append((int(match.group(1)), folder / "trainer_state.json"))
+    if not checkpoints:
+        raise InputError(
+            f"{run_dir}: no trainer logs (no trainer_state.json in it or in a checkpoint-* folder); "
+            "expected the --output_dir of run_swag.py or run_qa.py --do_train"
+        )
+    return max(checkpoints)[1]
+
+
+def load_run(run_dir: Path, name: str) -> Run:
+    path = find_trainer_state(run_dir)
+    state = read_json(path)
+    history = state.get("log_history") if isinstance(state, dict) else None
+    if not isinstance(history, list):
+        raise InputError(f"{path}: no \"log_history\" list; expected the trainer_state.json of a Trainer")
+    history = [entry for entry in history if isinstance(entry, dict)]
+    global_step = state.get("global_step")
+    logged_steps = [entry["step"] for entry in history if _is_number(entry.get("step"))]
+    run = Run(name, path, history, steps=int(global_step if _is_number(global_step) else max(logged_steps, default=0)))
+    if not any(run.curve(metric)[0] for metric in METRICS):
+        raise InputError(
+            f"{path}: no loss or evaluation metric logged yet; train with --logging_steps N and --eval_strategy steps"
+        )
+    return run
+
+
+def run_names(run_dirs: list[Path], names: list[str] | None) -> list[str]:
+    """--names, or the run directories' names, with as many parent folders as needed to tell them apart."""
+    if names is not None:
+        if len(names) != len(run_dirs):
+            raise InputError(f"--names: {len(names)} names given for {len(run_dirs)} run directories")
+        if len(set(names)) != len(names):
+            raise InputError("--names: the names must differ, they tell the curves apart")
+        return names
+    parts = [Path(os.path.abspath(run_dir)).parts for run_dir in run_dirs]
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        candidates = ["/".join(p[-depth:]) for p in parts]
+        if len(set(candidates)) == len(candidates):
+            return candidates
+    return [str(run_dir) for run_dir in run_dirs]  # the same directory given twice
+
+
+def sparse_curve_warnings(runs: list[Run]) -> list[str]:
+    """One message for every curve of fewer than MIN_POINTS points (but at least one)."""
+    messages = []
+    for run in runs:
+        for metric in METRICS:
+            count = len(run.curve(metric)[0])
+            if 0 < count < MIN_POINTS:
+                messages.append(
+                    f"{run.name}: only {count} point{'s' if count > 1 else ''} of {metric.title} "
+                    f"(fewer than {MIN_POINTS}); to see a curve, {metric.hint}"
+                )
+    return messages
+
+
+# --- Fonts for run names in Chinese -------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=None)
+def _character_codes(font_path: str) -> frozenset[int]:
+    return frozenset(FT2Font(font_path).get_charmap())
+
+
+def missing_characters(font_path: str | Path, text: str) -> str:
+    """The visible characters of `text` that the font file has no glyph for (all of them if it cannot be read)."""
+    try:
+        codes = _character_codes(str(font_path))
+    except (OSError, RuntimeError, ValueError):
+        codes = frozenset()
+    return "".join(dict.fromkeys(ch for ch in text if not ch.isspace() and ord(ch) not in codes))
+
+
+def font_covers(font_path: str | Path, text: str) -> bool:
+    """Whether the font file has a glyph for every visible character of `text`."""
+    return not missing_characters(font_path, text)
+
+
+def installed_fonts() -> list[tuple[str, str]]:
+    """(family, file) of the fonts matplotlib knows, then of those installed since it cached its list."""
+    fonts = {entry.fname: entry.name for entry in font_manager.fontManager.ttflist}
+    for path in font_manager.findSystemFonts():
+        if path not in fonts:
+            try:
+                fonts[path] = FT2Font(path).family_name
+            except (OSError, RuntimeError, ValueError):
+                continue
+    return [(family, path) for path, family in fonts.items()]
+
+
+def _preference(family: str) -> int:
+    for rank, preferred in enumerate(PREFERRED_FONTS):
+        if family.lower().startswith(preferred.lower()):
+            return rank
+    return len(PREFERRED_FONTS)
+
+
+def find_font(text: str, forced: Path | None = None) -> str | None:
+    """The font file to draw `text` with: --font if given; else None where matplotlib's default font will do; else
+    the installed font that has all its characters, well-known CJK fonts first. None, with a warning, if none has."""
+    if forced is not None:
+        if not forced.is_file():
+            raise InputError(f"--font {forced}: no such file")
+        try:
+            _character_codes(str(forced))
+        except (OSError, RuntimeError, ValueError):
+            raise InputError(f"--font {forced}: cannot read it as a font file (.ttf, .otf or .ttc)") from None
+        missing = missing_characters(forced, text)
+        if missing:
+            warn(f"--font {forced} has no glyph for {missing!r}: they will show as boxes")
+        return str(forced)
+    default_font = font_manager.findfont(FontProperties())
+    missing = missing_characters(default_font, text)
+    if not missing:
+        return None
+    for _, path in sorted(installed_fonts(), key=lambda font: (_preference(font[0]), font[0], font[1])):
+        if font_covers(path, text):
+            return path
+    warn(f"no installed font has the characters {missing!r} of the run names: they will show as boxes; "
+         f"{CJK_FONT_INSTALL_HINT}")
+    return None
+
+
+def legend_font(font_path: str | None) -> FontProperties | None:
+    """Font properties for the legend (the run names): the given font, falling back to matplotlib's default."""
+    if font_path is None:
+        return None
+    font_manager.fontManager.addfont(font_path)
+    family = FontProperties(fname=font_path).get_name()
+    return FontProperties(family=[family, "DejaVu Sans"])
+
+
+# --- Figures ------------------------------------------------------------------------------------------------------
+
+
+def make_figures(runs: list[Run], font: FontProperties | None = None) -> dict[str, Figure]:
+    """{file name: figure} for every figure that some run has data for."""
+    figures = {}
+    for spec in FIGURES:
+        panels = [metric for metric in spec.panels if any(run.curve(metric)[0] for run in runs)]
+        if panels:
+            figures[spec.filename] = draw_figure(spec.title, panels, runs, font)
+    return figures
+
+
+def draw_figure(title: str, metrics: list[Metric], runs: list[Run], font: FontProperties | None) -> Figure:
+    """One panel per metric, one line per run (the same colour for a run in every figure), legend = run names."""
+    figure = Figure(figsize=(1 + 5 * len(metrics), 4), layout="constrained")
+    for axes, metric in zip(figure.subplots(1, len(metrics), squeeze=False)[0], metrics):
+        for index, run in enumerate(runs):
+            steps, values = run.curve(metric)
+            if steps:
+                marker = "o" if len(steps) <= 40 else None
+                axes.plot(steps, values, label=run.name, color=f"C{index % 10}", marker=marker, markersize=3)
+        axes.set_xlabel("training step")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_ylabel(metric.axis_label)
+        if len(metrics) > 1:
+            axes.set_title(metric.title.capitalize())
+        axes.ticklabel_format(axis="y", useOffset=False)  # plain values, not "1e-7+1.386" over the axis
+        axes.grid(alpha=0.3)
+        axes.legend(prop=font)
+    figure.suptitle(title)
+    return figure
+
+
+def legend_labels(figure: Figure) -> list[list[str]]:
+    """The legend entries of each panel of a figure."""
+    return [[text.get_text() for text in axes.get_legend().get_texts()] for axes in figure.axes if axes.get_legend()]
+
+
+def save_figure(figure: Figure, path: Path, dpi: int) -> Path:
+    path = prepare_output_path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with warnings.catch_warnings():
+            # One warning per missing character: find_font has already said which, and what to do, in one line.
+            warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+            figure.savefig(temporary, format="png", dpi=dpi)
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise InputError(f"{path}: cannot write ({error.strerror})") from None
+    return path
+
+
+# --- Results table ------------------------------------------------------------------------------------------------
+
+
+def summarize(run: Run) -> dict[str, object]:
+    """The row of a run: steps, last logged train loss, final and best value of each evaluation metric, runtime."""
+    row: dict[str, object] = {"run": run.name, "steps": run.steps}
+    losses = run.curve(TRAIN_LOSS)[1]
+    row["final_train_loss"] = losses[-1] if losses else None
+    for metric in (EVAL_LOSS, ACCURACY, EXACT_MATCH, F1):
+        values = run.curve(metric)[1]
+        best = max if metric.higher_is_better else min
+        row[f"final_{metric.column}"] = values[-1] if values else None
+        row[f"best_{metric.column}"] = best(values) if values else None
+    row["train_runtime_s"] = run.last_logged("train_runtime")
+    return row
+
+
+# (key in the row, Markdown header, decimals); metric columns without any value are left out of the table.
+TABLE_COLUMNS = (
+    ("run", "run", None),
+    ("steps", "steps", None),
+    ("final_train_loss", "final train loss", 4),
+    ("final_eval_loss", "final eval loss", 4),
+    ("best_eval_loss", "best eval loss", 4),
+    ("final_accuracy_pct", "final accuracy (%)", 2),
+    ("best_accuracy_pct", "best accuracy (%)", 2),
+    ("final_exact_match_pct", "final EM (%)", 2),
+    ("best_exact_match_pct", "best EM (%)", 2),
+    ("final_f1_pct", "final F1 (%)", 2),
+    ("best_f1_pct", "best F1 (%)", 2),
+    ("train_runtime_s", "train runtime", None),
+)
+
+
+def table_columns(rows: list[dict]) -> list[tuple[str, str, int | None]]:
+    always = {"run", "steps", "final_train_loss", "train_runtime_s"}
+    return [column for column in TABLE_COLUMNS
+            if column[0] in always or any(row[column[0]] is not None for row in rows)]
+
+
+def _markdown_cell(key: str, value: object, decimals: int | None) -> str:
+    if value is None:
+        return "–"
+    if key == "train_runtime_s":
+        seconds = round(value)
+        return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    if decimals is not None:
+        return f"{value:.{decimals}f}"
+    return str(value).replace("|", "\\|")
+
+
+def results_markdown(rows: list[dict]) -> str:
+    columns = table_columns(rows)
+    lines = [
+        "| " + " | ".join(header for _, header, _ in columns) + " |",
+        "|" + "|".join("---" if key == "run" else "---:" for key, _, _ in columns) + "|",
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(_markdown_cell(key, row[key], decimals) for key, _, decimals in columns) + " |")
+    note = "Final: the last value logged; best: the highest (the lowest for losses). EM, F1 and accuracy in %."
+    return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+def write_results(rows: list[dict], output_dir: Path) -> list[Path]:
+    columns = table_columns(rows)
+
+    def write_csv(file):
+        writer = csv.writer(file, lineterminator="\n")
+        writer.writerow(key for key, _, _ in columns)
+        for row in rows:
+            writer.writerow("" if row[key] is None else row[key] for key, _, _ in columns)
+
+    return [
+        write_atomically(output_dir / "results.md", lambda file: file.write(results_markdown(rows))),
+        write_atomically(output_dir / "results.csv", write_csv),
+    ]
+
+
+# --- Command line -------------------------------------------------------------------------------------------------
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def parse_command_line(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Plot the learning curves of Trainer runs and tabulate their results.",
+        epilog="Example: python plot_curves.py outputs/*/span-selection --output_dir curves/span-selection",
+    )
+    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR",
+                        help="--output_dir of a run_swag.py or run_qa.py training run (holds trainer_state.json).")
+    parser.add_argument("--output_dir", type=Path, default=Path("curves"), metavar="DIR",
+                        help="Where the figures and results.md / results.csv go (default: curves/).")
+    parser.add_argument("--names", nargs="+", metavar="NAME",
+                        help="Legend name of each run, in the order of the RUN_DIRs (default: the directory names).")
+    parser.add_argument("--font", type=Path, metavar="PATH",
+                        help="Font file (.ttf, .otf, .ttc) for the run names, e.g. a CJK font for names in Chinese "
+                             "(default: an installed font that has their characters).")
+    parser.add_argument("--dpi", type=int, default=100, metavar="N", help="Resolution of the PNG files (default: 100).")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Path]:
+    args = parse_command_line(argv)
+    names = run_names(args.run_dirs, args.names)
+    runs = [load_run(run_dir, name) for run_dir, name in zip(args.run_dirs, names)]
+    for message in sparse_curve_warnings(runs):
+        warn(message)
+
+    font_path = find_font(" ".join(names), args.font)
+    if font_path is not None:
+        print(f"Run names drawn with the font {font_path}")
+    written = {}
+    for filename, figure in make_figures(runs, legend_font(font_path)).items():
+        written[filename] = save_figure(figure, args.output_dir / filename, args.dpi)
+    rows = [summarize(run) for run in runs]
+    for path in write_results(rows, args.output_dir):
+        written[path.name] = path
+
+    print(results_markdown(rows))
+    print(f"Wrote {', '.join(written)} to {args.output_dir}")
+    return written
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,268 @@
+"""plot_curves.py on synthetic trainer_state.json files: which figures, legends, labels, the results table, warnings,
+errors, and the choice of a font that can draw run names in Chinese."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+import pytest
+from matplotlib import font_manager
+
+from conftest import ROOT, write_json
+
+import plot_curves
+from adl_data import InputError, run_main
+
+DEJAVU_SANS = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+
+
+def span_selection_history(points=10, every=10, exact_match_start=20.0):
+    """Like run_qa.py with --logging_steps/--eval_steps `every`: loss, then EM/F1/eval loss, at each step."""
+    history = []
+    for index in range(1, points + 1):
+        step = index * every
+        history.append({"epoch": step / 100, "grad_norm": 1.0, "learning_rate": 3e-5, "loss": 5.0 - 0.4 * index,
+                        "step": step})
+        history.append({"epoch": step / 100, "eval_exact_match": exact_match_start + 5 * index,
+                        "eval_f1": exact_match_start + 8 * index, "eval_loss": 4.0 - 0.2 * index,
+                        "eval_runtime": 1.5, "step": step})
+    history.append({"epoch": points * every / 100, "step": points * every, "train_loss": 3.1, "train_runtime": 3723.4,
+                    "train_samples_per_second": 10.0, "total_flos": 1e12})
+    return history
+
+
+def paragraph_selection_history(points=10, every=5):
+    """Like run_swag.py: accuracy in [0, 1]."""
+    history = []
+    for index in range(1, points + 1):
+        step = index * every
+        history.append({"loss": 1.4 - 0.1 * index, "step": step})
+        history.append({"eval_accuracy": 0.25 + 0.05 * index, "eval_loss": 1.38 - 0.05 * index, "step": step})
+    history.append({"step": points * every, "train_loss": 0.9, "train_runtime": 61.0})
+    return history
+
+
+def make_run(directory, history, global_step=None):
+    directory.mkdir(parents=True, exist_ok=True)
+    steps = [entry["step"] for entry in history]
+    write_json(directory / "trainer_state.json",
+               {"global_step": global_step or max(steps), "log_history": history, "best_metric": None})
+    return directory
+
+
+def load(directory, name=None):
+    return plot_curves.load_run(directory, name or directory.name)
+
+
+@pytest.fixture
+def span_runs(tmp_path):
+    return [
+        load(make_run(tmp_path / "bert", span_selection_history()), "bert-base-chinese"),
+        load(make_run(tmp_path / "macbert", span_selection_history(points=12, exact_match_start=30.0)), "macbert"),
+    ]
+
+
+# --- Figures ------------------------------------------------------------------------------------------------------
+
+
+def test_span_selection_runs_get_loss_exact_match_and_f1_figures_with_a_legend_of_run_names(span_runs):
+    figures = plot_curves.make_figures(span_runs)
+    assert list(figures) == ["loss.png", "exact_match.png", "f1.png"]
+    for filename, figure in figures.items():
+        assert plot_curves.legend_labels(figure) == [["bert-base-chinese", "macbert"]] * len(figure.axes)
+        assert figure.get_suptitle()
+        for axes in figure.axes:
+            assert axes.get_xlabel() == "training step" and axes.get_ylabel()
+    assert [axes.get_title() for axes in figures["loss.png"].axes] == ["Training loss", "Evaluation loss"]
+    assert figures["exact_match.png"].axes[0].get_ylabel() == "exact match (%)"
+    assert figures["f1.png"].axes[0].get_ylabel() == "F1 (%)"
+    macbert_line = figures["exact_match.png"].axes[0].get_lines()[1]
+    assert list(macbert_line.get_xdata()) == list(range(10, 130, 10))
+    assert macbert_line.get_ydata()[-1] == pytest.approx(90.0)
+
+
+def test_paragraph_selection_runs_get_accuracy_in_percent(tmp_path):
+    runs = [load(make_run(tmp_path / "swag", paragraph_selection_history()))]
+    figures = plot_curves.make_figures(runs)
+    assert list(figures) == ["loss.png", "accuracy.png"]
+    axes = figures["accuracy.png"].axes[0]
+    assert axes.get_ylabel() == "accuracy (%)" and plot_curves.legend_labels(figures["accuracy.png"]) == [["swag"]]
+    assert axes.get_lines()[0].get_ydata()[-1] == pytest.approx(75.0)
+
+
+def test_only_the_panels_with_data_are_drawn(tmp_path):
+    history = [{"loss": 2.0 - 0.1 * step, "step": step} for step in range(1, 8)]
+    figures = plot_curves.make_figures([load(make_run(tmp_path / "train-only", history))])
+    assert list(figures) == ["loss.png"] and len(figures["loss.png"].axes) == 1
+
+
+# --- Reading runs -------------------------------------------------------------------------------------------------
+
+
+def test_logs_are_read_from_the_latest_checkpoint_when_the_run_has_no_top_level_state(tmp_path):
+    run_dir = tmp_path / "unfinished"
+    make_run(run_dir / "checkpoint-20", span_selection_history(points=2))
+    make_run(run_dir / "checkpoint-100", span_selection_history(points=10))
+    make_run(run_dir / "checkpoint-30", span_selection_history(points=3))
+    run = load(run_dir)
+    assert run.state_file == run_dir / "checkpoint-100" / "trainer_state.json" and run.steps == 100
+
+
+def test_default_names_are_the_directory_names_with_parents_only_where_needed(tmp_path):
+    dirs = [tmp_path / "outputs" / "bert" / "span-selection", tmp_path / "outputs" / "macbert" / "span-selection"]
+    assert plot_curves.run_names(dirs, None) == ["bert/span-selection", "macbert/span-selection"]
+    assert plot_curves.run_names([tmp_path / "a", tmp_path / "b"], None) == ["a", "b"]
+    assert plot_curves.run_names(dirs, ["小模型", "B"]) == ["小模型", "B"]
+    with pytest.raises(InputError, match="2 run directories"):
+        plot_curves.run_names(dirs, ["only-one"])
+
+
+def test_a_curve_of_fewer_than_5_points_is_warned_about(tmp_path):
+    messages = plot_curves.sparse_curve_warnings([load(make_run(tmp_path / "short", span_selection_history(points=3)))])
+    assert len(messages) == 4  # training loss, evaluation loss, exact match, F1
+    assert "short: only 3 points of evaluation exact match (fewer than 5); to see a curve, evaluate more often: " \
+           "--eval_strategy steps --eval_steps N (or a fraction such as 0.05)" in messages
+    assert any("training loss" in message and "--logging_steps" in message for message in messages)
+    assert plot_curves.sparse_curve_warnings([load(make_run(tmp_path / "long", span_selection_history()))]) == []
+
+
+# --- Outputs: figures and the results table -----------------------------------------------------------------------
+
+
+def test_main_writes_the_figures_and_a_table_of_final_and_best_metrics(tmp_path, capsys):
+    span = make_run(tmp_path / "span", span_selection_history(points=10))
+    paragraph = make_run(tmp_path / "paragraph", paragraph_selection_history(points=4))
+    out = tmp_path / "new" / "curves"
+    written = plot_curves.main([str(span), str(paragraph), "--output_dir", str(out), "--names", "qa", "mc"])
+
+    assert set(written) == {"loss.png", "exact_match.png", "f1.png", "accuracy.png", "results.md", "results.csv"}
+    for name in ["loss.png", "exact_match.png", "f1.png", "accuracy.png"]:
+        data = (out / name).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) < 100_000
+    with open(out / "results.csv", encoding="utf-8", newline="") as file:
+        rows = {row["run"]: row for row in csv.DictReader(file)}
+    qa, mc = rows["qa"], rows["mc"]
+    assert qa["steps"] == "100" and float(qa["final_train_loss"]) == pytest.approx(1.0)
+    assert float(qa["final_exact_match_pct"]) == pytest.approx(70.0)
+    assert float(qa["best_exact_match_pct"]) == pytest.approx(70.0)
+    assert float(qa["final_f1_pct"]) == pytest.approx(100.0) and float(qa["best_eval_loss"]) == pytest.approx(2.0)
+    assert float(qa["train_runtime_s"]) == pytest.approx(3723.4) and qa["final_accuracy_pct"] == ""
+    assert float(mc["final_accuracy_pct"]) == pytest.approx(45.0) and mc["final_exact_match_pct"] == ""
+    markdown = (out / "results.md").read_text(encoding="utf-8")
+    assert "| run | steps | final train loss |" in markdown and "best EM (%)" in markdown
+    assert "| qa | 100 | 1.0000 | 2.0000 | 2.0000 | – | – | 70.00 | 70.00 | 100.00 | 100.00 | 1:02:03 |" in markdown
+    out, err = capsys.readouterr()
+    assert markdown.splitlines()[0] in out
+    assert err.splitlines() == [
+        "warning: mc: only 4 points of training loss (fewer than 5); to see a curve, log more often: --logging_steps N "
+        "(or a fraction such as 0.02)",
+        *[f"warning: mc: only 4 points of {metric} (fewer than 5); to see a curve, evaluate more often: "
+          "--eval_strategy steps --eval_steps N (or a fraction such as 0.05)"
+          for metric in ["evaluation loss", "evaluation accuracy"]],
+    ]
+
+
+def test_best_is_the_highest_metric_and_the_lowest_loss(tmp_path):
+    history = span_selection_history(points=5)
+    history[3]["eval_exact_match"] = 99.0  # the evaluation at step 20
+    history[3]["eval_loss"] = 0.5
+    row = plot_curves.summarize(load(make_run(tmp_path / "peak", history)))
+    assert row["best_exact_match_pct"] == 99.0 and row["final_exact_match_pct"] == pytest.approx(45.0)
+    assert row["best_eval_loss"] == 0.5 and row["final_eval_loss"] == pytest.approx(3.0)
+
+
+# --- Errors -------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def missing_run_directory_command(tmp_path_factory):
+    """plot_curves.py on a directory that does not exist, as a user runs it. Started before the other tests of this
+    file, so that its seconds of imports (common.py loads transformers) overlap them."""
+    tmp_path = tmp_path_factory.mktemp("plot-curves-error")
+    process = subprocess.Popen(
+        [sys.executable, ROOT / "plot_curves.py", tmp_path / "missing", "--output_dir", tmp_path / "out"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    yield process, tmp_path
+    process.kill()
+    process.communicate()
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({}, "no trainer logs (no trainer_state.json in it or in a checkpoint-* folder)"),
+    ({"checkpoint-5/config.json": {}}, "no trainer logs"),
+    ({"trainer_state.json": "{not json"}, "trainer_state.json: not valid JSON"),
+    ({"trainer_state.json": {"global_step": 3}}, 'trainer_state.json: no "log_history" list'),
+    ({"trainer_state.json": {"global_step": 0, "log_history": []}}, "no loss or evaluation metric logged yet"),
+])
+def test_a_run_without_usable_logs_fails_with_one_line_and_exit_1(tmp_path, capsys, monkeypatch, files, expected):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for name, content in files.items():
+        (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str):
+            (run_dir / name).write_text(content, encoding="utf-8")
+        else:
+            write_json(run_dir / name, content)
+    monkeypatch.setattr(sys, "argv", ["plot_curves.py", str(run_dir), "--output_dir", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(plot_curves.main)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and err.startswith(f"error: {run_dir}") and expected in err, err
+    assert err.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_a_missing_or_unreadable_font_file_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="--font .*: no such file"):
+        plot_curves.find_font("小模型", tmp_path / "missing.ttf")
+    (tmp_path / "notes.ttf").write_text("not a font", encoding="utf-8")
+    with pytest.raises(InputError, match="--font .*notes.ttf: cannot read it as a font file"):
+        plot_curves.find_font("小模型", tmp_path / "notes.ttf")
+
+
+# --- Fonts --------------------------------------------------------------------------------------------------------
+
+
+def test_font_coverage_is_checked_character_by_character():
+    assert plot_curves.font_covers(DEJAVU_SANS, "bert-base-chinese (train)")
+    assert not plot_curves.font_covers(DEJAVU_SANS, "中文")
+    assert plot_curves.missing_characters(DEJAVU_SANS, "a中b文中") == "中文"
+    assert plot_curves.find_font("macbert") is None  # the default font draws Latin names
+
+
+def test_a_forced_font_without_the_characters_is_used_with_a_warning(capsys):
+    assert plot_curves.find_font("小模型", DEJAVU_SANS) == str(DEJAVU_SANS)
+    assert "has no glyph for '小模型'" in capsys.readouterr().err
+
+
+def test_without_a_font_for_the_names_the_warning_says_how_to_get_one(monkeypatch, capsys):
+    monkeypatch.setattr(plot_curves, "installed_fonts", lambda: [("DejaVu Sans", str(DEJAVU_SANS))])
+    assert plot_curves.find_font("小模型 bert") is None
+    err = capsys.readouterr().err
+    assert err.startswith("warning: no installed font has the characters '小模型'") and "boxes" in err
+    assert "sudo apt install fonts-noto-cjk" in err and "--font" in err
+
+
+def test_an_installed_cjk_font_is_chosen_for_chinese_names(tmp_path):
+    if not any(plot_curves.font_covers(path, "中文") for _, path in plot_curves.installed_fonts()):
+        pytest.skip("no installed font has Chinese characters (e.g. apt install fonts-noto-cjk)")
+    font_path = plot_curves.find_font("小模型 bert")
+    assert font_path is not None and plot_curves.font_covers(font_path, "小模型 bert")
+
+    run = load(make_run(tmp_path / "run", span_selection_history()), "小模型")
+    figure = plot_curves.make_figures([run], plot_curves.legend_font(font_path))["exact_match.png"]
+    (legend_text,) = figure.axes[0].get_legend().get_texts()
+    assert legend_text.get_text() == "小模型"
+    drawn_with = font_manager.findfont(legend_text.get_fontproperties())
+    assert plot_curves.font_covers(drawn_with, "小模型")
+
+
+# Last, so that the command started at the beginning of the module has had time to finish.
+def test_a_missing_run_directory_fails_with_one_line_and_exit_1(missing_run_directory_command):
+    process, tmp_path = missing_run_directory_command
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1, stderr
+    assert stderr == f"error: {tmp_path / 'missing'}: no such directory\n"
+    assert not (tmp_path / "out").exists()
