@@ -5,6 +5,7 @@ import logging
 import os
 import re
 import sys
+import warnings
 from dataclasses import dataclass, field
 
 import datasets
@@ -18,8 +19,7 @@ from utils_qa import MAX_QUESTION_LENGTH, MAX_SEQ_LENGTH
 logger = logging.getLogger(__name__)
 
 _CHECKPOINT_NAME = re.compile(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)")
-# What the Trainer writes last into a checkpoint (transformers.trainer.TRAINER_STATE_NAME; not imported from there, as
-# that module is slow to import and inference.py imports this one).
+# What the Trainer writes last into a checkpoint (transformers.trainer.TRAINER_STATE_NAME).
 TRAINER_STATE_NAME = "trainer_state.json"
 
 
@@ -101,6 +101,15 @@ def check_launch(training_args):
         )
 
 
+def start_run(argument_classes):
+    """Parses (model, data, training) arguments, sets up logging, and checks that the run has the files it needs."""
+    model_args, data_args, training_args = parse_arguments(argument_classes)
+    setup_logging(training_args)
+    check_data_arguments(data_args, training_args)
+    check_output_dir(training_args.output_dir)
+    return model_args, data_args, training_args
+
+
 def check_data_arguments(data_args, training_args):
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
         raise InputError("nothing to do: pass --do_train, --do_eval and/or --do_predict")
@@ -115,7 +124,21 @@ def check_data_arguments(data_args, training_args):
             raise InputError(f"{action} needs {file_flag}")
 
 
+def check_output_dir(output_dir):
+    """Fails early, before any training, when --output_dir could not be written; creates nothing."""
+    path = os.path.abspath(output_dir)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise InputError(f"{output_dir}: --output_dir is a file, not a directory")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
+        raise InputError(f"{output_dir}: --output_dir cannot be created or written ({existing} is not a writable folder)")
+
+
 def setup_logging(training_args):
+    # The Trainer pins memory by default, which only matters for a GPU; on a CPU-only machine PyTorch warns about it.
+    warnings.filterwarnings("ignore", message="'pin_memory' argument is set as true but no accelerator is found")
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
         datefmt="%m/%d/%Y %H:%M:%S",
@@ -224,6 +247,17 @@ def _is_complete_checkpoint(checkpoint):
     except (OSError, ValueError):
         return False
     return True
+
+
+def train_and_save(trainer, resume_from, train_samples):
+    """Trains (from `resume_from` when given), then saves the model with its tokenizer, the metrics and the state."""
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    trainer.save_model()
+    logger.info(f"Saved the model and its tokenizer to {trainer.args.output_dir}")
+    metrics = {**result.metrics, "train_samples": train_samples}
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
 
 
 def first_n(records, n):

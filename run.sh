@@ -17,6 +17,6 @@ if [ -z "${PYTHON:-}" ] && [ -x "$here/.venv/bin/python" ]; then
 fi
 
 # run.sh never uses the network.
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
 exec "$python" "$here/inference.py" --context_file "$1" --test_file "$2" --output_file "$3"

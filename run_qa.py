@@ -27,12 +27,11 @@ from adl_data import InputError, load_context, load_questions, run_main, to_squa
 from common import (
     DataArguments,
     ModelArguments,
-    check_data_arguments,
     checkpoint_to_resume,
     first_n,
     load_tokenizer_and_model,
-    parse_arguments,
-    setup_logging,
+    start_run,
+    train_and_save,
 )
 from utils_qa import (
     DOC_STRIDE,
@@ -119,11 +118,9 @@ class QuestionAnsweringTrainer(Trainer):
 
 
 def main():
-    model_args, data_args, training_args = parse_arguments(
+    model_args, data_args, training_args = start_run(
         (ModelArguments, SpanSelectionDataArguments, SpanSelectionTrainingArguments)
     )
-    setup_logging(training_args)
-    check_data_arguments(data_args, training_args)
 
     # Read and validate every input before anything is written.
     context = load_context(data_args.context_file)
@@ -188,13 +185,7 @@ def main():
     )
 
     if training_args.do_train:
-        train_result = trainer.train(resume_from_checkpoint=resume_from)
-        trainer.save_model()
-        metrics = train_result.metrics
-        metrics["train_samples"] = len(features["train"])
-        trainer.log_metrics("train", metrics)
-        trainer.save_metrics("train", metrics)
-        trainer.save_state()
+        train_and_save(trainer, resume_from, train_samples=len(features["train"]))
 
     if training_args.do_eval:
         metrics = trainer.evaluate(output_dir=training_args.output_dir)

@@ -26,12 +26,11 @@ from adl_data import InputError, load_context, load_questions, run_main, write_j
 from common import (
     DataArguments,
     ModelArguments,
-    check_data_arguments,
     checkpoint_to_resume,
     first_n,
     load_tokenizer_and_model,
-    parse_arguments,
-    setup_logging,
+    start_run,
+    train_and_save,
 )
 from utils_qa import DataCollatorForMultipleChoice, check_window_fits, mask_filler_choices, prepare_multiple_choice_features
 
@@ -98,11 +97,7 @@ def build_dataset(questions, context, tokenizer, data_args, with_labels, descrip
 
 
 def main():
-    model_args, data_args, training_args = parse_arguments(
-        (ModelArguments, DataArguments, ParagraphSelectionTrainingArguments)
-    )
-    setup_logging(training_args)
-    check_data_arguments(data_args, training_args)
+    model_args, data_args, training_args = start_run((ModelArguments, DataArguments, ParagraphSelectionTrainingArguments))
 
     # Read and validate every input before anything is written.
     context = load_context(data_args.context_file)
@@ -140,13 +135,7 @@ def main():
     )
 
     if training_args.do_train:
-        train_result = trainer.train(resume_from_checkpoint=resume_from)
-        trainer.save_model()
-        metrics = train_result.metrics
-        metrics["train_samples"] = len(datasets["train"])
-        trainer.log_metrics("train", metrics)
-        trainer.save_metrics("train", metrics)
-        trainer.save_state()
+        train_and_save(trainer, resume_from, train_samples=len(datasets["train"]))
 
     if training_args.do_eval:
         metrics = trainer.evaluate()

@@ -243,26 +243,47 @@ def prepare_validation_features(
 # Span selection: post-processing
 
 
-def _best_spans_in_window(start_logits, end_logits, char_starts, max_answer_length, n_best_size):
-    """The `n_best_size` highest-scoring valid spans of one window, as (start tokens, end tokens, scores).
+# Windows scored together in post-processing: bounds the score array to about 256 x 512 x 64 floats (34 MB).
+WINDOWS_PER_CHUNK = 256
+
+
+def _best_spans(all_start_logits, all_end_logits, all_char_starts, max_answer_length, n_best_size):
+    """For each window, its `n_best_size` highest-scoring valid spans as (start tokens, end tokens, scores), best first.
 
     A span is valid when both ends are paragraph tokens (char_starts >= 0), end >= start, and it is at most
-    `max_answer_length` tokens long. Scores start_logit + end_logit for all valid spans at once:
-    scores[i, k] is the span from token i to token i + k.
+    `max_answer_length` tokens long. All valid spans of a chunk of windows are scored at once:
+    scores[w, i, k] = start_logit[w, i] + end_logit[w, i + k], the span of window w from token i to token i + k.
     """
-    length = len(char_starts)
-    in_paragraph = char_starts >= 0
-    start_scores = np.where(in_paragraph, start_logits[:length], -np.inf)
-    end_scores = np.where(in_paragraph, end_logits[:length], -np.inf)
-    end_scores = np.concatenate([end_scores, np.full(max_answer_length - 1, -np.inf)])
-    scores = start_scores[:, None] + np.lib.stride_tricks.sliding_window_view(end_scores, max_answer_length)
-    flat = scores.ravel()
-    k = min(n_best_size, flat.size)
-    top = np.argpartition(-flat, k - 1)[:k]
-    top = top[np.argsort(-flat[top], kind="stable")]
-    top = top[np.isfinite(flat[top])]
-    start_tokens, lengths = np.divmod(top, max_answer_length)
-    return start_tokens, start_tokens + lengths, flat[top]
+    results = []
+    for chunk_start in range(0, len(all_char_starts), WINDOWS_PER_CHUNK):
+        chunk = range(chunk_start, min(chunk_start + WINDOWS_PER_CHUNK, len(all_char_starts)))
+        width = max(len(all_char_starts[w]) for w in chunk)
+        start_scores = np.full((len(chunk), width), -np.inf, dtype=np.float32)
+        end_scores = np.full((len(chunk), width + max_answer_length - 1), -np.inf, dtype=np.float32)
+        for row, w in enumerate(chunk):
+            length = len(all_char_starts[w])
+            in_paragraph = all_char_starts[w] >= 0
+            start_scores[row, :length] = np.where(in_paragraph, all_start_logits[w][:length], -np.inf)
+            end_scores[row, :length] = np.where(in_paragraph, all_end_logits[w][:length], -np.inf)
+        ends_of_spans = np.lib.stride_tricks.sliding_window_view(end_scores, max_answer_length, axis=1)
+        # The n best spans start at the n starts whose own best span scores highest (if a best span started
+        # elsewhere, n better spans would exist), so only those starts need all their span lengths ranked.
+        best_of_start = start_scores + ends_of_spans.max(axis=2)
+        n_starts = min(n_best_size, width)
+        starts = np.argpartition(-best_of_start, n_starts - 1, axis=1)[:, :n_starts]
+        rows = np.arange(len(chunk))[:, None]
+        scores = (start_scores[rows, starts][:, :, None] + ends_of_spans[rows, starts]).reshape(len(chunk), -1)
+        k = min(n_best_size, scores.shape[1])
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        top, top_scores = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
+        for row in range(len(chunk)):
+            valid = np.isfinite(top_scores[row])
+            start_index, lengths = np.divmod(top[row][valid], max_answer_length)
+            start_tokens = starts[row][start_index]
+            results.append((start_tokens, start_tokens + lengths, top_scores[row][valid]))
+    return results
 
 
 def _offsets_as_arrays(offsets):
@@ -302,7 +323,10 @@ def postprocess_qa_predictions(
     windows_of_example = collections.defaultdict(list)
     for window_index, example_id in enumerate(example_ids):
         windows_of_example[example_id].append(window_index)
-    all_offsets = features["offset_mapping"]
+    all_start_logits = [np.asarray(logits, dtype=np.float32) for logits in all_start_logits]
+    all_end_logits = [np.asarray(logits, dtype=np.float32) for logits in all_end_logits]
+    all_char_starts, all_char_ends = zip(*map(_offsets_as_arrays, features["offset_mapping"]))
+    best_spans = _best_spans(all_start_logits, all_end_logits, all_char_starts, max_answer_length, n_best_size)
 
     answers = collections.OrderedDict()
     nbest_of_example = collections.OrderedDict()
@@ -311,15 +335,12 @@ def postprocess_qa_predictions(
         candidates = []
         null_score = None
         for window_index in windows_of_example[example_id]:
-            start_logits = np.asarray(all_start_logits[window_index], dtype=np.float32)
-            end_logits = np.asarray(all_end_logits[window_index], dtype=np.float32)
-            char_starts, char_ends = _offsets_as_arrays(all_offsets[window_index])
+            start_logits, end_logits = all_start_logits[window_index], all_end_logits[window_index]
+            char_starts, char_ends = all_char_starts[window_index], all_char_ends[window_index]
             window_null_score = float(start_logits[0] + end_logits[0])
             if null_score is None or window_null_score < null_score:
                 null_score = window_null_score
-            start_tokens, end_tokens, scores = _best_spans_in_window(
-                start_logits, end_logits, char_starts, max_answer_length, n_best_size
-            )
+            start_tokens, end_tokens, scores = best_spans[window_index]
             for start_token, end_token, score in zip(start_tokens, end_tokens, scores):
                 candidates.append(
                     {

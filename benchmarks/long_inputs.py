@@ -30,8 +30,8 @@ QUESTION = "請問在這一段非常長的文章裡面，最後提到的那一�
 
 
 def build_inputs(data_dir, length, work):
-    """context.json with one paragraph of `length` characters (plus the data's own), a test file whose first
-    question has it as a candidate, and the answer: 12 characters near its end."""
+    """context.json with one paragraph of `length` characters (plus the data's own), a test file with one question
+    on it, and the answer: 12 characters near its end."""
     context = json.loads((data_dir / "context.json").read_text(encoding="utf-8"))
     long_paragraph = ""
     while len(long_paragraph) < length:
@@ -39,7 +39,8 @@ def build_inputs(data_dir, length, work):
     long_paragraph = long_paragraph[:length]
     context = [long_paragraph] + context
     answer_start = length - 40
-    test = [{"id": "long", "question": QUESTION[:500], "paragraphs": [0, 1, 2, 3]}]
+    # The long paragraph is the only candidate, so that span selection has to read all of it.
+    test = [{"id": "long", "question": QUESTION[:500], "paragraphs": [0]}]
     (work / "context.json").write_text(json.dumps(context, ensure_ascii=False), encoding="utf-8")
     (work / "test.json").write_text(json.dumps(test, ensure_ascii=False), encoding="utf-8")
     return long_paragraph, answer_start, long_paragraph[answer_start : answer_start + 12]

@@ -103,6 +103,12 @@ def test_bad_arguments(script, tiny_base, tmp_path, monkeypatch, capsys):
     assert code == 1 and line.startswith("error: invalid arguments: --load_best_model_at_end requires")
     code, line = call(script, monkeypatch, capsys, *base, "--context_file", tmp_path / "missing.json")
     assert code == 1 and line == f"error: {tmp_path / 'missing.json'}: no such file"
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, line = call(script, monkeypatch, capsys, *base, "--output_dir", blocker / "out")
+    assert code == 1 and line == f"error: {blocker / 'out'}: --output_dir cannot be created or written ({blocker} is not a writable folder)"
+    code, line = call(script, monkeypatch, capsys, *base, "--output_dir", blocker)
+    assert code == 1 and line == f"error: {blocker}: --output_dir is a file, not a directory"
     assert not output_dir.exists()
 
 

@@ -95,3 +95,21 @@ def test_from_scratch_config_overrides_change_the_architecture(tiny_base, tmp_pa
         "--output_dir", tmp_path,
     )
     assert read_json(tmp_path / "config.json")["num_hidden_layers"] == 1
+
+
+def test_paragraph_selection_with_any_number_of_candidates(tiny_base, tmp_path):
+    questions = read_json(SAMPLES / "train.json")[:6]
+    for question, count in zip(questions, [1, 2, 5, 4, 3, 1]):
+        others = [p for p in range(300) if p != question["relevant"]][question["relevant"] % 7 :][: count - 1]
+        question["paragraphs"] = others[: count // 2] + [question["relevant"]] + others[count // 2 :]
+    data = tmp_path / "mixed.json"
+    data.write_text(json.dumps(questions, ensure_ascii=False), encoding="utf-8")
+    run_script(
+        "run_swag.py", "--model_name_or_path", tiny_base, *COMMON, "--train_file", data, "--validation_file", data,
+        "--do_train", "--do_eval", "--max_steps", "2", "--per_device_train_batch_size", "3",
+        "--per_device_eval_batch_size", "3", "--output_dir", tmp_path / "out",
+    )
+    results = read_json(tmp_path / "out" / "all_results.json")
+    # Questions with one candidate are always right; the loss stays finite with filler candidates masked.
+    assert 2 / 6 <= results["eval_accuracy"] <= 1.0
+    assert 0.0 <= results["eval_loss"] < 10.0
