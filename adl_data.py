@@ -120,7 +120,9 @@ def load_questions(path, context, need_relevant=False, need_answer=False):
             relevant = _field(record, "relevant", int, where)
             _check_paragraph_index(relevant, context, f"{where}: field 'relevant'")
             if relevant not in paragraph_ids:
-                raise InputError(f"{where}: field 'relevant': paragraph {relevant} is not among 'paragraphs' {paragraph_ids}")
+                raise InputError(
+                    f"{where}: field 'relevant': paragraph {relevant} is not among 'paragraphs' {paragraph_ids}"
+                )
             clean["relevant"] = relevant
 
         if need_answer:
@@ -142,7 +144,10 @@ def _checked_answer(record, paragraph, where):
     if len(occurrences) == 1:
         logger.warning(
             "%s: field 'answer.start': %r is not at %d; repaired to %d, its only occurrence in the paragraph",
-            where, text, start, occurrences[0],
+            where,
+            text,
+            start,
+            occurrences[0],
         )
         return {"text": text, "start": occurrences[0]}
     if not occurrences:
@@ -175,7 +180,9 @@ def _check_paragraph_index(value, context, where):
     if not isinstance(value, int) or isinstance(value, bool):
         raise InputError(f"{where}: expected a paragraph index (integer), found {_json_type(value)}")
     if not 0 <= value < len(context):
-        raise InputError(f"{where}: paragraph index {value} is out of range (the context file has {len(context)} paragraphs)")
+        raise InputError(
+            f"{where}: paragraph index {value} is out of range (the context file has {len(context)} paragraphs)"
+        )
 
 
 _TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", dict: "an object"}
@@ -205,7 +212,9 @@ def to_squad_examples(questions, context, paragraph_key="relevant"):
         "context": [context[q[paragraph_key]] for q in questions],
     }
     if questions and "answer" in questions[0]:
-        columns["answers"] = [{"text": [q["answer"]["text"]], "answer_start": [q["answer"]["start"]]} for q in questions]
+        columns["answers"] = [
+            {"text": [q["answer"]["text"]], "answer_start": [q["answer"]["start"]]} for q in questions
+        ]
     return columns
 
 
@@ -253,6 +262,7 @@ def _current_umask():
 
 def write_predictions_csv(path, ids, answers):
     """Writes the submission: header `id,answer`, one row per id in the given order, CSV-quoted where needed."""
+
     def write(file):
         writer = csv.writer(file, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
         writer.writerow(["id", "answer"])

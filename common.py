@@ -37,7 +37,9 @@ class ModelArguments:
     )
     from_scratch: bool = field(
         default=False,
-        metadata={"help": "Train the architecture of --model_name_or_path from random weights (its tokenizer is kept)."},
+        metadata={
+            "help": "Train the architecture of --model_name_or_path from random weights (its tokenizer is kept)."
+        },
     )
     config_overrides: str | None = field(
         default=None,
@@ -133,7 +135,9 @@ def check_output_dir(output_dir):
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
-        raise InputError(f"{output_dir}: --output_dir cannot be created or written ({existing} is not a writable folder)")
+        raise InputError(
+            f"{output_dir}: --output_dir cannot be created or written ({existing} is not a writable folder)"
+        )
 
 
 def setup_logging(training_args):
@@ -186,7 +190,9 @@ def load_tokenizer_and_model(model_args, auto_model_class, seed):
     except (OSError, ValueError) as error:
         raise InputError(f"{tokenizer_source}: cannot load the tokenizer ({_one_line(error)})") from None
     if not tokenizer.is_fast:
-        raise InputError(f"{tokenizer_source}: a fast tokenizer is needed (character offsets), got {type(tokenizer).__name__}")
+        raise InputError(
+            f"{tokenizer_source}: a fast tokenizer is needed (character offsets), got {type(tokenizer).__name__}"
+        )
 
     set_seed(seed)
     try:

@@ -63,10 +63,14 @@ def parse_arguments(argv=None):
         help="Run exported models (cached in <checkpoint>/exported/ and reused) instead of eager PyTorch.",
     )
     parser.add_argument("--batch_size", type=int, default=32, help="Sequences (pairs or windows) per forward pass.")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: the GPU if there is one.")
+    parser.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: the GPU if there is one."
+    )
     parser.add_argument("--max_seq_length", type=int, default=MAX_SEQ_LENGTH, help="Tokens per sequence.")
     parser.add_argument("--doc_stride", type=int, default=DOC_STRIDE, help="Tokens shared by consecutive windows.")
-    parser.add_argument("--max_question_length", type=int, default=MAX_QUESTION_LENGTH, help="Longer questions are cut.")
+    parser.add_argument(
+        "--max_question_length", type=int, default=MAX_QUESTION_LENGTH, help="Longer questions are cut."
+    )
     parser.add_argument("--n_best_size", type=int, default=N_BEST_SIZE, help="Candidate spans kept per question.")
     parser.add_argument("--max_answer_length", type=int, default=MAX_ANSWER_LENGTH, help="Longest answer, in tokens.")
     args = parser.parse_args(argv)
@@ -88,7 +92,9 @@ class PairScorer(torch.nn.Module):
 
     def forward(self, input_ids, attention_mask, token_type_ids):
         logits = self.model(
-            input_ids=input_ids[:, None], attention_mask=attention_mask[:, None], token_type_ids=token_type_ids[:, None],
+            input_ids=input_ids[:, None],
+            attention_mask=attention_mask[:, None],
+            token_type_ids=token_type_ids[:, None],
             return_dict=False,
         )[0]
         return (logits[:, 0],)
@@ -182,7 +188,9 @@ def exported_forward(module, kind, checkpoint, device, dtype):
     version, device and dtype stay the same."""
     checkpoint = Path(checkpoint)
     suffix = "pt" if kind == "torchscript" else "pt2"
-    cache = checkpoint / "exported" / f"{type(module).__name__}-{kind}-{device.type}-{str(dtype).split('.')[-1]}.{suffix}"
+    cache = (
+        checkpoint / "exported" / f"{type(module).__name__}-{kind}-{device.type}-{str(dtype).split('.')[-1]}.{suffix}"
+    )
     stamp_path = cache.with_suffix(".json")
     stamp = _export_stamp(checkpoint, device, dtype)
     if cache.exists() and stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp:
@@ -277,8 +285,10 @@ def run_sorted_batches(forward, encodings, pad_token_id, batch_size, device, sta
 def pair_encodings(questions, context, tokenizer, args):
     """Every (question, candidate paragraph) pair as a sequence of its own, question by question."""
     features = prepare_multiple_choice_features(
-        {"question": [q["question"] for q in questions],
-         "candidates": [[context[p] for p in q["paragraphs"]] for q in questions]},
+        {
+            "question": [q["question"] for q in questions],
+            "candidates": [[context[p] for p in q["paragraphs"]] for q in questions],
+        },
         tokenizer,
         max_seq_length=args.max_seq_length,
         max_question_length=args.max_question_length,
@@ -288,7 +298,11 @@ def pair_encodings(questions, context, tokenizer, args):
 
 def window_encodings(questions, paragraphs, tokenizer, args):
     """The examples (id, question, paragraph) and the windows of each question's paragraph."""
-    examples = {"id": [q["id"] for q in questions], "question": [q["question"] for q in questions], "context": paragraphs}
+    examples = {
+        "id": [q["id"] for q in questions],
+        "question": [q["question"] for q in questions],
+        "context": paragraphs,
+    }
     features = prepare_validation_features(
         examples,
         tokenizer,
@@ -362,7 +376,9 @@ def predict(args):
         problem = check_window_fits(tokenizer, args.max_seq_length, args.max_question_length, args.doc_stride)
         if problem:
             raise InputError(problem)
-    logger.info(f"{len(questions)} questions from {args.test_file}, {len(context)} paragraphs; device {device}, {dtype}")
+    logger.info(
+        f"{len(questions)} questions from {args.test_file}, {len(context)} paragraphs; device {device}, {dtype}"
+    )
 
     stage1, stage2 = StageStats("paragraph selection"), StageStats("span selection")
     start = time.perf_counter()

@@ -50,11 +50,20 @@ def build_vocabulary(texts=(), all_cjk=False):
 
 def _is_cjk_ideograph(ch):
     code = ord(ch)
-    return 0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0x20000 <= code <= 0x2FA1F or 0xF900 <= code <= 0xFAFF
+    return (
+        0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0x20000 <= code <= 0x2FA1F or 0xF900 <= code <= 0xFAFF
+    )
 
 
 def make_tiny_model(
-    output_dir, texts=(), all_cjk=False, num_layers=2, hidden_size=64, num_heads=2, intermediate_size=128, max_positions=512
+    output_dir,
+    texts=(),
+    all_cjk=False,
+    num_layers=2,
+    hidden_size=64,
+    num_heads=2,
+    intermediate_size=128,
+    max_positions=512,
 ):
     """Saves tokenizer files and config.json to `output_dir` (no weights: train it with --from_scratch)."""
     tokens = build_vocabulary(texts, all_cjk)

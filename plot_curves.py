@@ -46,9 +46,24 @@ CJK_FONT_INSTALL_HINT = "install a CJK font (`sudo apt install fonts-noto-cjk`) 
 # Families looked for first, in this order (Traditional Chinese first, as the ADL data is); any other installed font
 # that has the characters comes after them.
 PREFERRED_FONTS = (
-    "Noto Sans CJK TC", "Noto Sans CJK", "Noto Sans TC", "Noto Sans SC", "Source Han Sans TW", "Source Han Sans",
-    "WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "Microsoft JhengHei", "PingFang TC", "PingFang", "Heiti TC",
-    "Microsoft YaHei", "SimHei", "Noto Serif CJK", "AR PL UMing", "AR PL UKai", "Droid Sans Fallback",
+    "Noto Sans CJK TC",
+    "Noto Sans CJK",
+    "Noto Sans TC",
+    "Noto Sans SC",
+    "Source Han Sans TW",
+    "Source Han Sans",
+    "WenQuanYi Micro Hei",
+    "WenQuanYi Zen Hei",
+    "Microsoft JhengHei",
+    "PingFang TC",
+    "PingFang",
+    "Heiti TC",
+    "Microsoft YaHei",
+    "SimHei",
+    "Noto Serif CJK",
+    "AR PL UMing",
+    "AR PL UKai",
+    "Droid Sans Fallback",
 )
 
 
@@ -63,8 +78,14 @@ class Metric:
     hint: str = "evaluate more often: --eval_strategy steps --eval_steps N (or a fraction such as 0.05)"
 
 
-TRAIN_LOSS = Metric("loss", "train_loss", "training loss", "cross-entropy loss", higher_is_better=False,
-                    hint="log more often: --logging_steps N (or a fraction such as 0.02)")
+TRAIN_LOSS = Metric(
+    "loss",
+    "train_loss",
+    "training loss",
+    "cross-entropy loss",
+    higher_is_better=False,
+    hint="log more often: --logging_steps N (or a fraction such as 0.02)",
+)
 EVAL_LOSS = Metric("eval_loss", "eval_loss", "evaluation loss", "cross-entropy loss", higher_is_better=False)
 EXACT_MATCH = Metric("eval_exact_match", "exact_match_pct", "evaluation exact match", "exact match (%)")
 F1 = Metric("eval_f1", "f1_pct", "evaluation F1", "F1 (%)")
@@ -143,7 +164,7 @@ def load_run(run_dir: Path, name: str) -> Run:
     state = read_json(path)
     history = state.get("log_history") if isinstance(state, dict) else None
     if not isinstance(history, list):
-        raise InputError(f"{path}: no \"log_history\" list; expected the trainer_state.json of a Trainer")
+        raise InputError(f'{path}: no "log_history" list; expected the trainer_state.json of a Trainer')
     history = [entry for entry in history if isinstance(entry, dict)]
     global_step = state.get("global_step")
     logged_steps = [entry["step"] for entry in history if _is_number(entry.get("step"))]
@@ -247,8 +268,10 @@ def find_font(text: str, forced: Path | None = None) -> str | None:
     for _, path in sorted(installed_fonts(), key=lambda font: (_preference(font[0]), font[0], font[1])):
         if font_covers(path, text):
             return path
-    warn(f"no installed font has the characters {missing!r} of the run names: they will show as boxes; "
-         f"{CJK_FONT_INSTALL_HINT}")
+    warn(
+        f"no installed font has the characters {missing!r} of the run names: they will show as boxes; "
+        f"{CJK_FONT_INSTALL_HINT}"
+    )
     return None
 
 
@@ -351,8 +374,9 @@ TABLE_COLUMNS = (
 
 def table_columns(rows: list[dict]) -> list[tuple[str, str, int | None]]:
     always = {"run", "steps", "final_train_loss", "train_runtime_s"}
-    return [column for column in TABLE_COLUMNS
-            if column[0] in always or any(row[column[0]] is not None for row in rows)]
+    return [
+        column for column in TABLE_COLUMNS if column[0] in always or any(row[column[0]] is not None for row in rows)
+    ]
 
 
 def _markdown_cell(key: str, value: object, decimals: int | None) -> str:
@@ -405,15 +429,33 @@ def parse_command_line(argv: list[str] | None = None) -> argparse.Namespace:
         description="Plot the learning curves of Trainer runs and tabulate their results.",
         epilog="Example: python plot_curves.py outputs/*/span-selection --output_dir curves/span-selection",
     )
-    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR",
-                        help="--output_dir of a run_swag.py or run_qa.py training run (holds trainer_state.json).")
-    parser.add_argument("--output_dir", type=Path, default=Path("curves"), metavar="DIR",
-                        help="Where the figures and results.md / results.csv go (default: curves/).")
-    parser.add_argument("--names", nargs="+", metavar="NAME",
-                        help="Legend name of each run, in the order of the RUN_DIRs (default: the directory names).")
-    parser.add_argument("--font", type=Path, metavar="PATH",
-                        help="Font file (.ttf, .otf, .ttc) for the run names, e.g. a CJK font for names in Chinese "
-                             "(default: an installed font that has their characters).")
+    parser.add_argument(
+        "run_dirs",
+        nargs="+",
+        type=Path,
+        metavar="RUN_DIR",
+        help="--output_dir of a run_swag.py or run_qa.py training run (holds trainer_state.json).",
+    )
+    parser.add_argument(
+        "--output_dir",
+        type=Path,
+        default=Path("curves"),
+        metavar="DIR",
+        help="Where the figures and results.md / results.csv go (default: curves/).",
+    )
+    parser.add_argument(
+        "--names",
+        nargs="+",
+        metavar="NAME",
+        help="Legend name of each run, in the order of the RUN_DIRs (default: the directory names).",
+    )
+    parser.add_argument(
+        "--font",
+        type=Path,
+        metavar="PATH",
+        help="Font file (.ttf, .otf, .ttc) for the run names, e.g. a CJK font for names in Chinese "
+        "(default: an installed font that has their characters).",
+    )
     parser.add_argument("--dpi", type=int, default=100, metavar="N", help="Resolution of the PNG files (default: 100).")
     return parser.parse_args(argv)
 

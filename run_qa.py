@@ -77,7 +77,9 @@ class QuestionAnsweringTrainer(Trainer):
         self.eval_examples = eval_examples
         self.post_process_function = post_process_function
 
-    def evaluate(self, eval_dataset=None, eval_examples=None, ignore_keys=None, metric_key_prefix="eval", output_dir=None):
+    def evaluate(
+        self, eval_dataset=None, eval_examples=None, ignore_keys=None, metric_key_prefix="eval", output_dir=None
+    ):
         """Metrics over `eval_examples`; with `output_dir`, also writes the predictions there."""
         eval_dataset = self.eval_dataset if eval_dataset is None else eval_dataset
         eval_examples = self.eval_examples if eval_examples is None else eval_examples
@@ -100,7 +102,9 @@ class QuestionAnsweringTrainer(Trainer):
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
 
-    def predict(self, predict_dataset, predict_examples, ignore_keys=None, metric_key_prefix="predict", output_dir=None):
+    def predict(
+        self, predict_dataset, predict_examples, ignore_keys=None, metric_key_prefix="predict", output_dir=None
+    ):
         """{question id: answer} over `predict_examples`; with `output_dir`, also writes the predictions there."""
         output = self.evaluation_loop(
             self.get_test_dataloader(predict_dataset),
@@ -127,7 +131,9 @@ def main():
     examples = {}
     if training_args.do_train:
         questions = load_questions(data_args.train_file, context, need_answer=True)
-        examples["train"] = Dataset.from_dict(to_squad_examples(first_n(questions, data_args.max_train_samples), context))
+        examples["train"] = Dataset.from_dict(
+            to_squad_examples(first_n(questions, data_args.max_train_samples), context)
+        )
     if training_args.do_eval:
         questions = load_questions(data_args.validation_file, context, need_answer=True)
         examples["eval"] = Dataset.from_dict(to_squad_examples(first_n(questions, data_args.max_eval_samples), context))
@@ -138,7 +144,9 @@ def main():
         )
     resume_from = checkpoint_to_resume(training_args)
     tokenizer, model = load_tokenizer_and_model(model_args, AutoModelForQuestionAnswering, training_args.seed)
-    problem = check_window_fits(tokenizer, data_args.max_seq_length, data_args.max_question_length, data_args.doc_stride)
+    problem = check_window_fits(
+        tokenizer, data_args.max_seq_length, data_args.max_question_length, data_args.doc_stride
+    )
     if problem:
         raise InputError(problem)
 
@@ -196,7 +204,9 @@ def main():
     if training_args.do_predict:
         answers = trainer.predict(features["predict"], examples["predict"], output_dir=training_args.output_dir)
         if trainer.is_world_process_zero():
-            path = write_predictions_csv(os.path.join(training_args.output_dir, "pred.csv"), examples["predict"]["id"], answers)
+            path = write_predictions_csv(
+                os.path.join(training_args.output_dir, "pred.csv"), examples["predict"]["id"], answers
+            )
             logger.info(f"Wrote the answers to {len(answers)} questions to {path}")
 
 

@@ -32,7 +32,12 @@ from common import (
     start_run,
     train_and_save,
 )
-from utils_qa import DataCollatorForMultipleChoice, check_window_fits, mask_filler_choices, prepare_multiple_choice_features
+from utils_qa import (
+    DataCollatorForMultipleChoice,
+    check_window_fits,
+    mask_filler_choices,
+    prepare_multiple_choice_features,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -97,13 +102,17 @@ def build_dataset(questions, context, tokenizer, data_args, with_labels, descrip
 
 
 def main():
-    model_args, data_args, training_args = start_run((ModelArguments, DataArguments, ParagraphSelectionTrainingArguments))
+    model_args, data_args, training_args = start_run(
+        (ModelArguments, DataArguments, ParagraphSelectionTrainingArguments)
+    )
 
     # Read and validate every input before anything is written.
     context = load_context(data_args.context_file)
     splits = {}
     if training_args.do_train:
-        splits["train"] = first_n(load_questions(data_args.train_file, context, need_relevant=True), data_args.max_train_samples)
+        splits["train"] = first_n(
+            load_questions(data_args.train_file, context, need_relevant=True), data_args.max_train_samples
+        )
     if training_args.do_eval:
         splits["eval"] = first_n(
             load_questions(data_args.validation_file, context, need_relevant=True), data_args.max_eval_samples
@@ -147,7 +156,12 @@ def main():
         logits = trainer.predict(datasets["predict"]).predictions
         chosen = np.argmax(logits, axis=1)
         records = [
-            {"id": q["id"], "question": q["question"], "paragraphs": q["paragraphs"], "relevant": q["paragraphs"][int(c)]}
+            {
+                "id": q["id"],
+                "question": q["question"],
+                "paragraphs": q["paragraphs"],
+                "relevant": q["paragraphs"][int(c)],
+            }
             for q, c in zip(splits["predict"], chosen)
         ]
         if trainer.is_world_process_zero():

@@ -207,7 +207,9 @@ def prepare_train_features(
 ):
     """Windows with `start_positions`/`end_positions`: the answer's first and last token, or the CLS index in windows
     that do not hold the whole answer."""
-    tokenized = _tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, pad_to_max_length, max_question_length)
+    tokenized = _tokenize_windows(
+        examples, tokenizer, max_seq_length, doc_stride, pad_to_max_length, max_question_length
+    )
     sample_mapping = tokenized.pop("overflow_to_sample_mapping")
     _add_answer_positions(tokenized, examples, sample_mapping, tokenizer)
     tokenized.pop("offset_mapping")
@@ -227,7 +229,9 @@ def prepare_validation_features(
     When the examples have `answers`, the windows also get `start_positions`/`end_positions` (as in training), so
     that the Trainer reports an evaluation loss comparable to the training loss.
     """
-    tokenized = _tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, pad_to_max_length, max_question_length)
+    tokenized = _tokenize_windows(
+        examples, tokenizer, max_seq_length, doc_stride, pad_to_max_length, max_question_length
+    )
     sample_mapping = tokenized.pop("overflow_to_sample_mapping")
     if "answers" in examples:
         _add_answer_positions(tokenized, examples, sample_mapping, tokenizer)

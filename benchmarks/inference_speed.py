@@ -14,13 +14,14 @@ N times (with new ids) to reach the scale of the real test set (2,213 questions)
 """
 
 import argparse
+import atexit
 import json
 import resource
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 from transformers import AutoConfig, AutoModelForMultipleChoice, AutoModelForQuestionAnswering, AutoTokenizer
@@ -144,6 +145,7 @@ def main():
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="inference-speed-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
     args.output_dir = work
     args.context_file = args.data_dir / "context.json"
     test = json.loads((args.data_dir / "test.json").read_text(encoding="utf-8"))

@@ -9,8 +9,10 @@ answer check uses the oracle (post-processing logits peaking at the gold tokens)
 """
 
 import argparse
+import atexit
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,6 +68,7 @@ def oracle_answer(tokenizer, paragraph, answer_start, answer):
 def child(args):
     """One measurement in this (fresh) process; prints a JSON line."""
     work = Path(tempfile.mkdtemp(prefix="long-inputs-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
     paragraph, answer_start, answer = build_inputs(args.data_dir, args.child, work)
     base = make_tiny_model(work / "base", texts=[paragraph], all_cjk=True, num_layers=2, hidden_size=128,
                            num_heads=2, intermediate_size=512)

@@ -120,7 +120,8 @@ def main():
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     else:
         texts = [examples["context"] + examples["question"] for examples in datasets.values()]
-        tokenizer = AutoTokenizer.from_pretrained(make_tiny_model(tempfile.mkdtemp(), texts=texts, all_cjk=True))
+        with tempfile.TemporaryDirectory() as work:
+            tokenizer = AutoTokenizer.from_pretrained(make_tiny_model(work, texts=texts, all_cjk=True))
     for source, examples in datasets.items():
         for max_seq_length in args.max_seq_length:
             stride = min(args.doc_stride, max_seq_length // 4)
