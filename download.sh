@@ -8,9 +8,9 @@
 # README.md, "Publishing your models", shows how to make one).
 MODEL_SOURCE="${MODEL_SOURCE:-}"
 #
-# With no MODEL_SOURCE, or when it cannot be downloaded (no network), it says so and installs DEMO models instead:
-# tiny models trained from scratch here, in a minute or two on a CPU, on the sample data in samples/. They make
-# run.sh work end to end, but their answers are close to random.
+# With no MODEL_SOURCE, or when it cannot be downloaded (no network), it says so and keeps the real checkpoints that
+# models/ may already hold, or else installs DEMO models: tiny models trained from scratch here, in a minute or two on
+# a CPU, on the sample data in samples/. They make run.sh work end to end, but their answers are close to random.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -100,9 +100,26 @@ PY
   echo "Installed DEMO models: models/paragraph-selection -> demo/paragraph-selection, models/span-selection -> demo/span-selection"
 }
 
+# True when models/ holds real (not demo) checkpoints of both stages, e.g. from an earlier download.
+have_real_models() {
+  local stage
+  for stage in "${stages[@]}"; do
+    [ -f "$models/$stage/config.json" ] && [ ! -f "$models/$stage/DEMO_MODEL.md" ] || return 1
+  done
+}
+
+# Without a download: keep real checkpoints that are already there, else install the demo models.
+install_without_download() {
+  if have_real_models; then
+    echo "Keeping the checkpoints already in models/paragraph-selection and models/span-selection."
+  else
+    install_demo_models
+  fi
+}
+
 if [ -z "$MODEL_SOURCE" ]; then
   echo "download.sh: MODEL_SOURCE is not set, so there is nothing to download."
-  install_demo_models
+  install_without_download
   exit 0
 fi
 
@@ -113,5 +130,5 @@ if download "$workdir"; then
   echo "Installed models/paragraph-selection and models/span-selection from $MODEL_SOURCE"
 else
   echo "download.sh: could not download $MODEL_SOURCE (no network, or a wrong MODEL_SOURCE)."
-  install_demo_models
+  install_without_download
 fi

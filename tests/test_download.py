@@ -96,3 +96,8 @@ def test_published_archive_replaces_the_demo_models(fresh_clone, published_archi
     assert not (fresh_clone / "models" / "demo").exists()
     result = check_submission(fresh_clone, tmp_path)
     assert "DEMO" not in result.stderr
+
+    # Without a source (or without network), the real checkpoints stay; no demo replaces them.
+    again = bash(fresh_clone, "download.sh")
+    assert again.returncode == 0 and "Keeping the checkpoints already in models/" in again.stdout
+    assert not (fresh_clone / "models" / "paragraph-selection").is_symlink()
