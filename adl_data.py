@@ -200,16 +200,25 @@ def _json_type(value):
     return {list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
 
 
-def to_squad_examples(questions, context, paragraph_key="relevant"):
-    """Columns of SQuAD-style examples (id, question, context, answers) for span selection.
+def to_multiple_choice_examples(questions, context):
+    """Columns of paragraph-selection examples: question, candidates (the paragraph texts) and, when the records
+    carry "relevant", label (its position among the candidates)."""
+    columns = {
+        "question": [q["question"] for q in questions],
+        "candidates": [[context[p] for p in q["paragraphs"]] for q in questions],
+    }
+    if questions and "relevant" in questions[0]:
+        columns["label"] = [q["paragraphs"].index(q["relevant"]) for q in questions]
+    return columns
 
-    `paragraph_key` names the field holding the chosen paragraph index ("relevant" for gold or predicted paragraphs).
-    `answers` is included when the records carry an answer.
-    """
+
+def to_squad_examples(questions, context):
+    """Columns of SQuAD-style examples (id, question, context, answers) for span selection, the context being the
+    paragraph in "relevant" (gold or predicted). `answers` is included when the records carry an answer."""
     columns = {
         "id": [q["id"] for q in questions],
         "question": [q["question"] for q in questions],
-        "context": [context[q[paragraph_key]] for q in questions],
+        "context": [context[q["relevant"]] for q in questions],
     }
     if questions and "answer" in questions[0]:
         columns["answers"] = [

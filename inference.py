@@ -27,7 +27,16 @@ import transformers
 from tqdm.auto import tqdm
 from transformers import AutoModelForMultipleChoice, AutoModelForQuestionAnswering, AutoTokenizer
 
-from adl_data import InputError, load_context, load_questions, prepare_output_path, run_main, write_predictions_csv
+from adl_data import (
+    InputError,
+    load_context,
+    load_questions,
+    prepare_output_path,
+    run_main,
+    to_multiple_choice_examples,
+    to_squad_examples,
+    write_predictions_csv,
+)
 from utils_qa import (
     DOC_STRIDE,
     MAX_ANSWER_LENGTH,
@@ -285,24 +294,17 @@ def run_sorted_batches(forward, encodings, pad_token_id, batch_size, device, sta
 def pair_encodings(questions, context, tokenizer, args):
     """Every (question, candidate paragraph) pair as a sequence of its own, question by question."""
     features = prepare_multiple_choice_features(
-        {
-            "question": [q["question"] for q in questions],
-            "candidates": [[context[p] for p in q["paragraphs"]] for q in questions],
-        },
+        to_multiple_choice_examples(questions, context),
         tokenizer,
         max_seq_length=args.max_seq_length,
         max_question_length=args.max_question_length,
     )
-    return {name: [pair for question in features[name] for pair in question] for name in features}
+    return {name: [pair for question in features[name] for pair in question] for name in features if name != "labels"}
 
 
-def window_encodings(questions, paragraphs, tokenizer, args):
-    """The examples (id, question, paragraph) and the windows of each question's paragraph."""
-    examples = {
-        "id": [q["id"] for q in questions],
-        "question": [q["question"] for q in questions],
-        "context": paragraphs,
-    }
+def window_encodings(questions, context, tokenizer, args):
+    """The examples (id, question, paragraph) and the windows of the paragraph each question has as "relevant"."""
+    examples = to_squad_examples(questions, context)
     features = prepare_validation_features(
         examples,
         tokenizer,
@@ -332,10 +334,10 @@ def select_paragraphs(questions, context, tokenizer, forward, args, device, stat
     return chosen
 
 
-def find_answers(questions, paragraphs, tokenizer, forward, args, device, stats):
-    """Stage 2: {question id: answer text}, the best span over all windows of the chosen paragraph."""
+def find_answers(questions, context, tokenizer, forward, args, device, stats):
+    """Stage 2: {question id: answer text}, the best span over all windows of each question's "relevant" paragraph."""
     start = time.perf_counter()
-    examples, features = window_encodings(questions, paragraphs, tokenizer, args)
+    examples, features = window_encodings(questions, context, tokenizer, args)
     stats.seconds["tokenize"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -389,7 +391,8 @@ def predict(args):
     start = time.perf_counter()
     qa_forward = make_forward(qa_model, SpanScorer, args.export, args.qa_model, device, dtype)
     stage2.seconds["load/export"] = time.perf_counter() - start
-    answers = find_answers(questions, [context[p] for p in chosen], qa_tokenizer, qa_forward, args, device, stage2)
+    with_chosen = [{**question, "relevant": paragraph} for question, paragraph in zip(questions, chosen)]
+    answers = find_answers(with_chosen, context, qa_tokenizer, qa_forward, args, device, stage2)
 
     write_predictions_csv(output_file, [q["id"] for q in questions], answers)
     return Prediction(answers, chosen, (stage1, stage2), load_seconds)

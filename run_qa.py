@@ -188,7 +188,9 @@ def main():
         eval_dataset=features.get("eval"),
         eval_examples=examples.get("eval"),
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if training_args.fp16 else None),
+        data_collator=DataCollatorWithPadding(
+            tokenizer, pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None
+        ),
         post_process_function=post_process,
     )
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from datasets import Dataset
 from transformers import AutoModelForMultipleChoice, Trainer, TrainingArguments
 
-from adl_data import InputError, load_context, load_questions, run_main, write_json
+from adl_data import InputError, load_context, load_questions, run_main, to_multiple_choice_examples, write_json
 from common import (
     DataArguments,
     ModelArguments,
@@ -78,14 +78,8 @@ def compute_accuracy(eval_prediction):
     return {"accuracy": float((predicted == eval_prediction.label_ids).mean())}
 
 
-def build_dataset(questions, context, tokenizer, data_args, with_labels, description):
-    columns = {
-        "question": [q["question"] for q in questions],
-        "candidates": [[context[p] for p in q["paragraphs"]] for q in questions],
-    }
-    if with_labels:
-        columns["label"] = [q["paragraphs"].index(q["relevant"]) for q in questions]
-    dataset = Dataset.from_dict(columns)
+def build_dataset(questions, context, tokenizer, data_args, description):
+    dataset = Dataset.from_dict(to_multiple_choice_examples(questions, context))
     return dataset.map(
         partial(
             prepare_multiple_choice_features,
@@ -126,7 +120,7 @@ def main():
         raise InputError(problem)
 
     datasets = {
-        split: build_dataset(questions, context, tokenizer, data_args, split != "predict", f"Tokenizing {split} pairs")
+        split: build_dataset(questions, context, tokenizer, data_args, f"Tokenizing {split} pairs")
         for split, questions in splits.items()
     }
     for split, questions in splits.items():
@@ -139,7 +133,9 @@ def main():
         train_dataset=datasets.get("train"),
         eval_dataset=datasets.get("eval"),
         processing_class=tokenizer,
-        data_collator=DataCollatorForMultipleChoice(tokenizer, pad_to_multiple_of=8 if training_args.fp16 else None),
+        data_collator=DataCollatorForMultipleChoice(
+            tokenizer, pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None
+        ),
         compute_metrics=compute_accuracy,
     )
 

@@ -99,7 +99,8 @@ def measure(args, export):
     mc_forward = inference.make_forward(mc_model, inference.PairScorer, export, args.mc_model, device, dtype)
     qa_forward = inference.make_forward(qa_model, inference.SpanScorer, export, args.qa_model, device, dtype)
     pairs = inference.pair_encodings(questions, context, mc_tokenizer, arguments)
-    _, windows = inference.window_encodings(questions, [context[p] for p in prediction.paragraphs], qa_tokenizer, arguments)
+    with_chosen = [{**question, "relevant": paragraph} for question, paragraph in zip(questions, prediction.paragraphs)]
+    _, windows = inference.window_encodings(with_chosen, context, qa_tokenizer, arguments)
     bare1 = min(bare_forward_seconds(mc_forward, pairs, mc_tokenizer.pad_token_id, args.batch_size, device)
                 for _ in range(args.repeats))
     bare2 = min(bare_forward_seconds(qa_forward, windows, qa_tokenizer.pad_token_id, args.batch_size, device)

@@ -13,6 +13,7 @@ from adl_data import (
     load_context,
     load_questions,
     prepare_output_path,
+    to_multiple_choice_examples,
     to_squad_examples,
     write_atomically,
     write_predictions_csv,
@@ -151,6 +152,15 @@ def test_squad_examples_use_the_chosen_paragraph(tmp_path):
     assert examples["answers"] == [{"text": ["辛壬士禍"], "answer_start": [0]}]
     without_answer = [{key: value for key, value in questions[0].items() if key != "answer"}]
     assert "answers" not in to_squad_examples(without_answer, CONTEXT)
+
+
+def test_multiple_choice_examples_label_the_relevant_candidate(tmp_path):
+    questions = load(tmp_path, [good_record(paragraphs=[2, 1, 0], relevant=1)], need_relevant=True)
+    examples = to_multiple_choice_examples(questions, CONTEXT)
+    assert examples == {"question": [questions[0]["question"]], "candidates": [[CONTEXT[2], CONTEXT[1], CONTEXT[0]]],
+                        "label": [1]}
+    test_questions = load(tmp_path, [good_record(paragraphs=[2, 1, 0], relevant=1)])
+    assert "label" not in to_multiple_choice_examples(test_questions, CONTEXT)
 
 
 def test_csv_quotes_commas_quotes_and_newlines_and_keeps_order(tmp_path):

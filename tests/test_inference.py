@@ -10,7 +10,7 @@ import torch
 from transformers import AutoConfig, AutoModelForMultipleChoice, AutoModelForQuestionAnswering, AutoTokenizer
 
 import inference
-from adl_data import run_main
+from adl_data import run_main, to_multiple_choice_examples
 from conftest import ROOT, SAMPLES, read_json, run_script, write_json
 from utils_qa import prepare_multiple_choice_features
 
@@ -96,13 +96,11 @@ def test_pair_scores_equal_the_multiple_choice_logits(checkpoints, tokenizer, sa
     model = AutoModelForMultipleChoice.from_pretrained(checkpoints / "paragraph-selection").eval()
     questions = sample_valid[:3]
     features = prepare_multiple_choice_features(
-        {"question": [q["question"] for q in questions],
-         "candidates": [[sample_context[p] for p in q["paragraphs"]] for q in questions]},
-        tokenizer, max_seq_length=96,
+        to_multiple_choice_examples(questions, sample_context), tokenizer, max_seq_length=96
     )
     scorer = inference.PairScorer(model)
     for i in range(len(questions)):
-        pairs = {name: features[name][i] for name in features}
+        pairs = {name: features[name][i] for name in features if name != "labels"}
         stats = inference.StageStats("test")
         scores = inference.run_sorted_batches(scorer, pairs, tokenizer.pad_token_id, 3, torch.device("cpu"), stats)
         batch = tokenizer.pad(pairs, return_tensors="pt")
