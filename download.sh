@@ -63,12 +63,21 @@ snapshot_download(repo_id=sys.argv[1], local_dir=sys.argv[2], allow_patterns=["p
 }
 
 install_demo_models() {
-  local demo="$models/demo" samples="$here/samples"
-  if [ -f "$demo/paragraph-selection/DEMO_MODEL.md" ] && [ -f "$demo/span-selection/DEMO_MODEL.md" ] \
-     && [ -L "$models/paragraph-selection" ] && [ -L "$models/span-selection" ]; then
-    echo "DEMO models are already installed in $demo (delete it to rebuild them)."
-    return 0
+  local demo="$models/demo" stage
+  if [ -f "$demo/paragraph-selection/DEMO_MODEL.md" ] && [ -f "$demo/span-selection/DEMO_MODEL.md" ]; then
+    echo "DEMO models are already built in $demo (delete that folder to rebuild them)."
+  else
+    build_demo_models "$demo"
   fi
+  for stage in "${stages[@]}"; do
+    rm -rf "${models:?}/$stage"
+    ln -s "demo/$stage" "$models/$stage"
+  done
+  echo "Installed DEMO models: models/paragraph-selection -> demo/paragraph-selection, models/span-selection -> demo/span-selection"
+}
+
+build_demo_models() {
+  local demo="$1" samples="$here/samples" stage
   local common=(--from_scratch --model_name_or_path "$demo/base" --context_file "$samples/context.json"
                 --train_file "$samples/train.json" --validation_file "$samples/valid.json" --do_train --do_eval
                 --learning_rate 1e-3 --warmup_steps 0.1 --seed 42 --report_to none
@@ -80,7 +89,7 @@ install_demo_models() {
     --max_seq_length 128 --num_train_epochs 1 --per_device_train_batch_size 4 >"$demo/paragraph-selection.log" 2>&1 \
     || { echo "download.sh: training the demo paragraph-selection model failed, see $demo/paragraph-selection.log" >&2; exit 1; }
   HF_HUB_OFFLINE=1 "$python" "$here/run_qa.py" "${common[@]}" --output_dir "$demo/span-selection" \
-    --max_seq_length 192 --doc_stride 64 --num_train_epochs 2 --per_device_train_batch_size 8 >"$demo/span-selection.log" 2>&1 \
+    --max_seq_length 192 --doc_stride 64 --num_train_epochs 1 --per_device_train_batch_size 8 >"$demo/span-selection.log" 2>&1 \
     || { echo "download.sh: training the demo span-selection model failed, see $demo/span-selection.log" >&2; exit 1; }
   for stage in "${stages[@]}"; do
     cat >"$demo/$stage/DEMO_MODEL.md" <<NOTE
@@ -88,8 +97,6 @@ install_demo_models() {
 A 2-layer BERT (hidden size 64) trained from scratch by download.sh on the small sample in samples/train.json.
 Its answers are close to random. Set MODEL_SOURCE in download.sh to install your fine-tuned checkpoints.
 NOTE
-    rm -rf "${models:?}/$stage"
-    ln -s "demo/$stage" "$models/$stage"
   done
   "$python" - "$demo" <<'PY'
 import json, sys
@@ -97,7 +104,6 @@ for stage, metric in [("paragraph-selection", "eval_accuracy"), ("span-selection
     results = json.load(open(f"{sys.argv[1]}/{stage}/all_results.json"))
     print(f"  demo {stage}: {metric} {results[metric]:.3g} on samples/valid.json")
 PY
-  echo "Installed DEMO models: models/paragraph-selection -> demo/paragraph-selection, models/span-selection -> demo/span-selection"
 }
 
 # True when models/ holds real (not demo) checkpoints of both stages, e.g. from an earlier download.

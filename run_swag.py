@@ -78,6 +78,12 @@ def compute_accuracy(eval_prediction):
     return {"accuracy": float((predicted == eval_prediction.label_ids).mean())}
 
 
+def chosen_paragraphs(questions, logits):
+    """{question id: the index (into context.json) of its highest-scoring candidate paragraph}."""
+    best = np.argmax(logits, axis=1)
+    return {q["id"]: q["paragraphs"][int(choice)] for q, choice in zip(questions, best)}
+
+
 def build_dataset(questions, context, tokenizer, data_args, description):
     dataset = Dataset.from_dict(to_multiple_choice_examples(questions, context))
     return dataset.map(
@@ -143,22 +149,23 @@ def main():
         train_and_save(trainer, resume_from, train_samples=len(datasets["train"]))
 
     if training_args.do_eval:
-        metrics = trainer.evaluate()
-        metrics["eval_samples"] = len(datasets["eval"])
+        # One pass gives both the metrics and the chosen paragraphs, written out so that the accuracy can be checked
+        # (and the mistakes read) question by question.
+        output = trainer.predict(datasets["eval"], metric_key_prefix="eval")
+        metrics = {**output.metrics, "eval_samples": len(datasets["eval"])}
+        trainer.log(metrics)
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
+        if trainer.is_world_process_zero():
+            chosen = chosen_paragraphs(splits["eval"], output.predictions)
+            path = write_json(os.path.join(training_args.output_dir, "eval_predictions.json"), chosen)
+            logger.info(f"Wrote the chosen paragraph of {len(chosen)} validation questions to {path}")
 
     if training_args.do_predict:
-        logits = trainer.predict(datasets["predict"]).predictions
-        chosen = np.argmax(logits, axis=1)
+        chosen = chosen_paragraphs(splits["predict"], trainer.predict(datasets["predict"]).predictions)
         records = [
-            {
-                "id": q["id"],
-                "question": q["question"],
-                "paragraphs": q["paragraphs"],
-                "relevant": q["paragraphs"][int(c)],
-            }
-            for q, c in zip(splits["predict"], chosen)
+            {"id": q["id"], "question": q["question"], "paragraphs": q["paragraphs"], "relevant": chosen[q["id"]]}
+            for q in splits["predict"]
         ]
         if trainer.is_world_process_zero():
             path = write_json(os.path.join(training_args.output_dir, "test_with_relevant.json"), records)

@@ -164,6 +164,23 @@ def test_main_writes_the_figures_and_a_table_of_final_and_best_metrics(tmp_path,
     ]
 
 
+def png_size(path):
+    """(width, height) in pixels, read from the PNG header (the IHDR chunk)."""
+    data = Path(path).read_bytes()
+    assert data[12:16] == b"IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_dpi_sets_the_resolution_of_the_figures(tmp_path):
+    span = make_run(tmp_path / "span", span_selection_history(points=6))
+    plot_curves.main([str(span), "--output_dir", str(tmp_path / "default")])
+    plot_curves.main([str(span), "--output_dir", str(tmp_path / "sharp"), "--dpi", "250"])
+    for name in ["loss.png", "exact_match.png"]:
+        width, height = png_size(tmp_path / "default" / name)
+        # The default is 100 dots per inch; pixels scale with the resolution.
+        assert png_size(tmp_path / "sharp" / name) == (pytest.approx(width * 2.5, abs=1), pytest.approx(height * 2.5, abs=1))
+
+
 def test_best_is_the_highest_metric_and_the_lowest_loss(tmp_path):
     history = span_selection_history(points=5)
     history[3]["eval_exact_match"] = 99.0  # the evaluation at step 20

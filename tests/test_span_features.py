@@ -1,5 +1,7 @@
 """Span selection: windows, answer labels, offsets and post-processing, checked character by character."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -180,6 +182,36 @@ def test_postprocess_finds_the_best_valid_span_of_all_windows(tokenizer, hard_ex
             ]
             _, start, end = max(candidates, key=lambda c: c[0])
             assert answers[example_id] == paragraph[start:end]
+
+
+def brute_force_nbest(start_logits, end_logits, offsets, max_answer_length):
+    """Every valid span of one window as (score, char start, char end)."""
+    spans = []
+    for s, start_offset in enumerate(offsets):
+        for e in range(s, min(s + max_answer_length, len(offsets))):
+            if start_offset is not None and offsets[e] is not None:
+                spans.append((float(start_logits[s] + end_logits[e]), start_offset[0], offsets[e][1]))
+    return spans
+
+
+@pytest.mark.parametrize("n_best_size", [1, 4, 25])
+def test_the_nbest_list_is_the_n_best_spans_of_all_windows(tokenizer, hard_examples, tmp_path, n_best_size):
+    features = prepare_validation_features(hard_examples, tokenizer, max_seq_length=48, doc_stride=12, max_question_length=12)
+    rng = np.random.default_rng(1)
+    start_logits = [rng.normal(size=len(ids)).astype(np.float32) for ids in features["input_ids"]]
+    end_logits = [rng.normal(size=len(ids)).astype(np.float32) for ids in features["input_ids"]]
+    postprocess_qa_predictions(hard_examples, features, (start_logits, end_logits), n_best_size=n_best_size,
+                               max_answer_length=6, output_dir=str(tmp_path))
+    nbest = json.loads((tmp_path / "nbest_predictions.json").read_text(encoding="utf-8"))
+    for example_id, paragraph in zip(hard_examples["id"], hard_examples["context"]):
+        spans = [span for i, e in enumerate(features["example_id"]) if e == example_id
+                 for span in brute_force_nbest(start_logits[i], end_logits[i], features["offset_mapping"][i], 6)]
+        expected = sorted(spans, key=lambda span: -span[0])[:n_best_size]
+        got = nbest[example_id]
+        assert len(got) == min(n_best_size, len(spans))
+        assert [c["score"] for c in got] == pytest.approx([span[0] for span in expected], abs=1e-5)
+        assert [c["text"] for c in got] == [paragraph[start:end] for _, start, end in expected]
+        assert sum(c["probability"] for c in got) == pytest.approx(1.0)
 
 
 def test_postprocess_returns_empty_answer_when_no_span_is_possible():
