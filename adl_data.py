@@ -9,10 +9,11 @@ field) whichever script meets it first. The formats (see README.md):
 - test.json: the same without "relevant" and "answer".
 """
 
-import csv
 import json
 import logging
 import os
+import signal
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -27,13 +28,41 @@ class InputError(Exception):
     """
 
 
+class OneLineErrors:
+    """Mixed into an argparse parser: a bad command line gets one line (not the usage block), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+class Terminated(BaseException):
+    """SIGTERM (a grading harness's timeout, `kill`), raised like Ctrl-C's KeyboardInterrupt so that the same clean-up
+    runs: temporary output files are removed."""
+
+
+def _raise_terminated(signal_number, frame):
+    raise Terminated()
+
+
 def run_main(main):
-    """Runs an entry point; an InputError ends it with one line on stderr and exit status 1, not a traceback."""
+    """Runs an entry point; an InputError ends it with one line on stderr and exit status 1, not a traceback.
+
+    Ctrl-C and SIGTERM end it with one line too, and the shell's usual status (130, 143); the temporary files of
+    outputs not yet complete are removed on the way out, so nothing partial is left."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         main()
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:
+        print("error: interrupted (Ctrl-C); no output was written", file=sys.stderr)
+        sys.exit(130)
+    except Terminated:
+        print("error: terminated (SIGTERM); no output was written", file=sys.stderr)
+        sys.exit(143)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def read_json(path):
@@ -57,6 +86,10 @@ def read_json(path):
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise InputError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})") from None
+    except RecursionError:
+        raise InputError(f"{path}: not valid input (JSON nested too deeply)") from None
+    except ValueError as error:  # e.g. an integer of more than 4,300 digits
+        raise InputError(f"{path}: not valid input ({error})") from None
 
 
 def load_context(path):
@@ -71,25 +104,37 @@ def load_context(path):
             raise InputError(f"{path}: paragraph {index}: expected a string, found {_json_type(paragraph)}")
         if not paragraph.strip():
             raise InputError(f"{path}: paragraph {index}: is empty")
+        _check_characters(paragraph, f"{path}: paragraph {index}")
     return paragraphs
 
 
-def load_questions(path, context, need_relevant=False, need_answer=False):
+def _check_characters(text, where):
+    """Refuses the characters no writer or reader of the outputs handles: lone UTF-16 surrogates (JSON escapes such
+    as \\ud800 that are not a pair; they cannot be written as UTF-8) and NUL (U+0000)."""
+    for position, character in enumerate(text):
+        if "\ud800" <= character <= "\udfff" or character == "\x00":
+            raise InputError(f"{where}: character {position} is {ascii(character)}, which no text can hold")
+
+
+def load_questions(path, context, need_relevant=False, need_answer=False, labels_if_present=False):
     """Returns the validated question records of a train/valid/test file.
 
     `need_relevant` requires the "relevant" field (paragraph selection labels, or span selection on the gold
     paragraph); `need_answer` requires "relevant" and "answer". Fields a use does not need are not read, so a
-    valid.json works as a test file. An answer whose `start` is off is repaired, with a warning, when its text occurs
-    exactly once in the paragraph; otherwise it is an error.
+    valid.json works as a test file. With `labels_if_present`, "relevant" and "answer" are read and checked when every
+    record has both (a labelled file, for end-to-end evaluation), and ignored otherwise. An answer whose `start` is
+    off is repaired, with a warning, when its text occurs exactly once in the paragraph; otherwise it is an error.
 
     Each record returned is a new dict with exactly the fields that were asked for.
     """
-    need_relevant = need_relevant or need_answer
     records = read_json(path)
     if not isinstance(records, list):
         raise InputError(f"{path}: expected a JSON list of questions, found {_json_type(records)}")
     if not records:
         raise InputError(f"{path}: contains no questions")
+    if labels_if_present and all(isinstance(r, dict) and "relevant" in r and "answer" in r for r in records):
+        need_answer = True
+    need_relevant = need_relevant or need_answer
 
     questions = []
     first_index_of_id = {}
@@ -101,6 +146,7 @@ def load_questions(path, context, need_relevant=False, need_answer=False):
         where = f"{path}: record {index} (id {question_id!r})"
         if not question_id.strip():
             raise InputError(f"{where}: field 'id': is empty")
+        _check_characters(question_id, f"{where}: field 'id'")
         if question_id in first_index_of_id:
             raise InputError(f"{where}: field 'id': duplicate of record {first_index_of_id[question_id]}")
         first_index_of_id[question_id] = index
@@ -108,6 +154,7 @@ def load_questions(path, context, need_relevant=False, need_answer=False):
         question = _field(record, "question", str, where)
         if not question.strip():
             raise InputError(f"{where}: field 'question': is empty")
+        _check_characters(question, f"{where}: field 'question'")
 
         paragraph_ids = _field(record, "paragraphs", list, where)
         if not paragraph_ids:
@@ -137,23 +184,24 @@ def _checked_answer(record, paragraph, where):
     start = _field(answer, "start", int, f"{where}: field 'answer'")
     if not text.strip():
         raise InputError(f"{where}: field 'answer.text': is empty")
+    _check_characters(text, f"{where}: field 'answer.text'")
     if start >= 0 and paragraph.startswith(text, start):
         return {"text": text, "start": start}
 
     occurrences = _find_all(paragraph, text)
     if len(occurrences) == 1:
         logger.warning(
-            "%s: field 'answer.start': %r is not at %d; repaired to %d, its only occurrence in the paragraph",
+            "%s: field 'answer.start': %r is not at %s; repaired to %d, its only occurrence in the paragraph",
             where,
             text,
-            start,
+            _short_number(start),
             occurrences[0],
         )
         return {"text": text, "start": occurrences[0]}
     if not occurrences:
         raise InputError(f"{where}: field 'answer.text': {text!r} does not occur in paragraph {record['relevant']}")
     raise InputError(
-        f"{where}: field 'answer.start': {text!r} is not at {start} and occurs {len(occurrences)} times "
+        f"{where}: field 'answer.start': {text!r} is not at {_short_number(start)} and occurs {len(occurrences)} times "
         f"in paragraph {record['relevant']} (at {occurrences[:5]}), so it cannot be repaired"
     )
 
@@ -181,8 +229,15 @@ def _check_paragraph_index(value, context, where):
         raise InputError(f"{where}: expected a paragraph index (integer), found {_json_type(value)}")
     if not 0 <= value < len(context):
         raise InputError(
-            f"{where}: paragraph index {value} is out of range (the context file has {len(context)} paragraphs)"
+            f"{where}: paragraph index {_short_number(value)} is out of range (the context file has "
+            f"{len(context)} paragraphs)"
         )
+
+
+def _short_number(value):
+    """A number as it fits in a one-line message: an integer of hundreds of digits is shown by its length."""
+    text = str(value)
+    return text if len(text) <= 20 else f"{text[:8]}... ({len(text.lstrip('-'))} digits)"
 
 
 _TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", dict: "an object"}
@@ -194,7 +249,7 @@ def _json_type(value):
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, (int, float)):
-        return f"a number ({value})"
+        return f"a number ({_short_number(value)})"
     if isinstance(value, str):
         return f"a string ({value[:20]!r})"
     return {list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
@@ -227,40 +282,78 @@ def to_squad_examples(questions, context):
     return columns
 
 
-def prepare_output_path(path):
-    """Checks early that `path` can be written (creating missing parent folders) and returns it as a Path.
+def prepare_output_path(path, inputs=()):
+    """Checks, before any work, that `path` can be written, and returns where the output will go.
 
-    Run before any model work, so a typo in the output path costs seconds, not a whole inference run.
+    The rules:
+    - a path that ends in "/" names a folder, and an existing folder is not a file: both refused;
+    - the output may not be one of `inputs` (the same file, also through a link): that would overwrite an input;
+    - a symbolic link is written through: the file it points to gets the output, the link stays;
+    - a pipe, a character device (/dev/stdout, /dev/null) or another file that is not a regular file is written into
+      directly, without a temporary file (it cannot be replaced);
+    - otherwise missing parent folders are created, and a probe file is created and removed in the folder, so that a
+      folder that cannot be written (read-only, full, /proc) fails now rather than after the inference.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path}: output path is a directory")
+    given = str(path)
+    if given.endswith(("/", os.sep)):
+        raise InputError(f"{given}: output path ends in '/', so it names a folder; give a file name")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        existing = os.stat(given)  # through links
+    except OSError:
+        existing = None
+    if existing is not None and stat.S_ISDIR(existing.st_mode):
+        raise InputError(f"{given}: output path is a directory")
+    destination = Path(os.path.realpath(given))
+    for input_path in inputs:
+        try:
+            same = existing is not None and os.path.samestat(existing, os.stat(input_path))
+        except OSError:
+            same = False
+        if same or os.path.realpath(input_path) == str(destination):
+            raise InputError(f"{given}: output path is the input file {input_path}; writing it would destroy it")
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        return Path(given)  # /dev/stdout resolves to a pipe's name, which cannot be opened: keep the path given
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise InputError(f"{path}: cannot create the output folder ({error.strerror})") from None
-    if not os.access(path.parent, os.W_OK):
-        raise InputError(f"{path}: cannot write to folder {path.parent} (permission denied)")
-    return path
+        raise InputError(f"{given}: cannot create the output folder ({error.strerror})") from None
+    try:
+        handle, probe = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".probe")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise InputError(f"{given}: cannot write to folder {destination.parent} ({error.strerror})") from None
+    return destination
 
 
-def write_atomically(path, write):
-    """Calls write(file) on a temporary file beside `path`, then renames it over `path`.
+def write_atomically(path, write, inputs=()):
+    """Calls write(file) on a temporary file beside the output, then renames it over the output (prepare_output_path
+    has the rules for links, pipes and devices, which are written into directly).
 
-    A crash or a kill midway leaves no partial output: either the old file or the complete new one.
-    """
-    path = prepare_output_path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    A crash, a kill or Ctrl-C midway leaves no partial output: either the old file or the complete new one."""
+    destination = prepare_output_path(path, inputs)
+    if destination.exists() and not destination.is_file():
+        try:
+            with open(destination, "w", encoding="utf-8", newline="") as file:
+                write(file)
+        except OSError as error:
+            raise InputError(f"{path}: cannot write ({error.strerror})") from None
+        return destination
+    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
             write(file)
-        # mkstemp makes the file private (0600); give it the permissions of any new file.
-        os.chmod(temporary, 0o666 & ~_current_umask())
-        os.replace(temporary, path)
+        # mkstemp makes the file private (0600); give it the permissions of any new file, or keep the old file's.
+        mode = stat.S_IMODE(destination.stat().st_mode) if destination.exists() else 0o666 & ~_current_umask()
+        os.chmod(temporary, mode)
+        os.replace(temporary, destination)
+    except OSError as error:
+        os.unlink(temporary)
+        raise InputError(f"{path}: cannot write ({error.strerror})") from None
     except BaseException:
         os.unlink(temporary)
         raise
-    return path
+    return destination
 
 
 def _current_umask():
@@ -269,17 +362,28 @@ def _current_umask():
     return umask
 
 
-def write_predictions_csv(path, ids, answers):
-    """Writes the submission: header `id,answer`, one row per id in the given order, CSV-quoted where needed."""
+def csv_field(text):
+    """One CSV field, quoted (RFC 4180: quotes doubled) whenever a reader could split it or trim it: a comma, a
+    quote, a line break of any kind (\\r, \\n, \\u2028, \\x85...) or spaces at either end. Other fields stay
+    bare, so that a simple reader still sees plain ids and answers."""
+    if "," in text or '"' in text or text != text.strip() or len(text.splitlines()) > 1:
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def write_predictions_csv(path, ids, answers, inputs=()):
+    """Writes the submission: header `id,answer`, one row per id in the given order, lines ending in \\n, each field
+    quoted by csv_field where needed. Read it back with csv.reader, or with pandas as
+    `pd.read_csv(path, dtype=str, keep_default_na=False)` (else an answer "NA", "null" or "" becomes NaN)."""
 
     def write(file):
-        writer = csv.writer(file, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
-        writer.writerow(["id", "answer"])
-        writer.writerows((question_id, answers[question_id]) for question_id in ids)
+        file.write("id,answer\n")
+        for question_id in ids:
+            file.write(f"{csv_field(question_id)},{csv_field(answers[question_id])}\n")
 
-    return write_atomically(path, write)
+    return write_atomically(path, write, inputs)
 
 
-def write_json(path, value):
+def write_json(path, value, inputs=()):
     """Writes readable UTF-8 JSON (Chinese as characters, not \\u escapes), atomically."""
-    return write_atomically(path, lambda file: json.dump(value, file, ensure_ascii=False, indent=2))
+    return write_atomically(path, lambda file: json.dump(value, file, ensure_ascii=False, indent=2), inputs)

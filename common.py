@@ -2,6 +2,7 @@
 
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -13,8 +14,8 @@ import transformers
 from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from adl_data import InputError
-from utils_qa import MAX_QUESTION_LENGTH, MAX_SEQ_LENGTH
+from adl_data import InputError, OneLineErrors
+from utils_qa import MAX_QUESTION_LENGTH, MAX_SEQ_LENGTH, check_model_reads
 
 logger = logging.getLogger(__name__)
 
@@ -71,10 +72,50 @@ class DataArguments:
     max_predict_samples: int | None = field(default=None, metadata={"help": "Keep only the first N test questions."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
 
+    def __post_init__(self):
+        require_at_least(self, 1, "max_seq_length", "max_question_length", "max_train_samples", "max_eval_samples",
+                         "max_predict_samples", "preprocessing_num_workers")
+
+
+def require_at_least(arguments, minimum, *names):
+    """Refuses, at parse time, a numeric flag below `minimum` or not a finite number (None means "not given")."""
+    for name in names:
+        value = getattr(arguments, name)
+        if value is not None and not (math.isfinite(value) and value >= minimum):
+            raise ValueError(f"--{name} {value}: must be a number of at least {minimum}")
+
+
+@dataclass
+class CheckedTrainingArguments(TrainingArguments):
+    """TrainingArguments whose numbers are checked at parse time, so that a run cannot silently do nothing (no
+    epochs) or nonsense (a NaN learning rate)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        require_at_least(self, 1, "per_device_train_batch_size", "per_device_eval_batch_size",
+                         "gradient_accumulation_steps")
+        require_at_least(self, 0, "weight_decay", "max_grad_norm", "warmup_steps")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"--learning_rate {self.learning_rate}: must be a number above 0")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"--max_steps {self.max_steps}: must be at least 1 (or -1: train --num_train_epochs)")
+        if self.max_steps == -1 and not (math.isfinite(self.num_train_epochs) and self.num_train_epochs > 0):
+            raise ValueError(
+                f"--num_train_epochs {self.num_train_epochs}: must be above 0 (or give --max_steps), else nothing trains"
+            )
+        for strategy, steps in (("eval_strategy", "eval_steps"), ("save_strategy", "save_steps")):
+            value = getattr(self, steps)
+            if getattr(self, strategy) == "steps" and value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"--{steps} {value}: must be above 0 (in steps, or below 1 as a share of them)")
+
+
+class ArgumentParser(OneLineErrors, HfArgumentParser):
+    pass
+
 
 def parse_arguments(argument_classes):
     """Parses the command line (or a single .json file of arguments) into the given dataclasses."""
-    parser = HfArgumentParser(argument_classes)
+    parser = ArgumentParser(argument_classes)
     try:
         if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
             parsed = parser.parse_json_file(json_file=os.path.abspath(sys.argv[1]))
@@ -162,10 +203,11 @@ def setup_logging(training_args):
     )
 
 
-def load_tokenizer_and_model(model_args, auto_model_class, seed):
+def load_tokenizer_and_model(model_args, auto_model_class, seed, max_seq_length=None):
     """Loads the (fast) tokenizer and the model, pretrained or, with --from_scratch, randomly initialised.
 
     The random weights (the new task head of a pretrained model; all of them with --from_scratch) follow `seed`.
+    With `max_seq_length`, first checks that the model can read sequences that long with this tokenizer.
     """
     source = model_args.model_name_or_path
     hub_options = {
@@ -193,6 +235,9 @@ def load_tokenizer_and_model(model_args, auto_model_class, seed):
         raise InputError(
             f"{tokenizer_source}: a fast tokenizer is needed (character offsets), got {type(tokenizer).__name__}"
         )
+    problem = max_seq_length and check_model_reads(config, tokenizer, max_seq_length)
+    if problem:
+        raise InputError(f"{source}: {problem}")
 
     set_seed(seed)
     try:

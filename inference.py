@@ -1,23 +1,38 @@
 """Two-stage inference: pick each test question's paragraph, find the answer in it, and write pred.csv.
 
     python inference.py --context_file context.json --test_file test.json --output_file pred.csv \
-        [--mc_model models/paragraph-selection] [--qa_model models/span-selection] \
+        [--mc_model DIR [DIR ...]] [--qa_model DIR [DIR ...]] [--top_k_paragraphs K] [--analysis_dir DIR] \
         [--export {none,torchscript,torch_export}] [--batch_size 32] [--device {auto,cpu,cuda}]
 
-Both stages reuse the training preprocessing and post-processing of utils_qa.py. To spend little compute on
-padding, every question-paragraph pair (stage 1) and every window (stage 2) is a sequence of its own: sequences are
-sorted by length and each batch is padded to its own longest. A multiple-choice model scores each pair on its own
-(the softmax over candidates does not change which one is highest), so stage 1 needs no candidate padding either.
+Both stages reuse the training preprocessing and post-processing of utils_qa.py; decoding.py chooses the answer from
+the models' scores (joint paragraph x span decoding with --top_k_paragraphs, ensembles with several directories after
+--mc_model / --qa_model). When the questions carry labels ("relevant" and "answer", as valid.json does), the
+end-to-end metrics are logged and written to <output_file>.metrics.json, and --analysis_dir gets an error analysis
+(analysis.py).
 
-The CSV is written to a temporary file and renamed at the end: a failed run leaves no partial pred.csv.
+Every distinct paragraph is tokenized once per tokenizer and each (question, paragraph) sequence is assembled from the
+pieces. Sequences go through the model a chunk at a time (SEQUENCES_PER_CHUNK), so memory stays bounded however many
+questions and windows there are; within a chunk they are sorted by length and each batch is padded to its own
+longest. A multiple-choice model scores each pair on its own (the softmax over candidates does not change which one is
+highest), so stage 1 needs no candidate padding either. On a GPU, a background thread prepares the next batches and
+another post-processes the finished ones while the device computes.
+
+Output files are checked before any model runs and written at the end through a temporary file: a failed run leaves
+no partial output (adl_data.write_atomically has the rules for links, devices and pipes).
 """
 
 import argparse
+import collections
+import hashlib
 import json
 import logging
+import os
+import queue
 import sys
+import threading
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,28 +40,35 @@ import numpy as np
 import torch
 import transformers
 from tqdm.auto import tqdm
-from transformers import AutoModelForMultipleChoice, AutoModelForQuestionAnswering, AutoTokenizer
+from transformers import AutoConfig, AutoModelForMultipleChoice, AutoModelForQuestionAnswering, AutoTokenizer
 
+import analysis
 from adl_data import (
     InputError,
+    OneLineErrors,
     load_context,
     load_questions,
     prepare_output_path,
     run_main,
-    to_multiple_choice_examples,
-    to_squad_examples,
+    write_json,
     write_predictions_csv,
 )
+from decoding import SpanCandidates, decode, merge_span_candidates, paragraph_log_probs, top_paragraphs
 from utils_qa import (
     DOC_STRIDE,
     MAX_ANSWER_LENGTH,
     MAX_QUESTION_LENGTH,
     MAX_SEQ_LENGTH,
     N_BEST_SIZE,
+    PairTemplate,
+    best_spans_of_windows,
+    character_spans,
+    check_model_reads,
     check_window_fits,
-    postprocess_qa_predictions,
-    prepare_multiple_choice_features,
-    prepare_validation_features,
+    merge_character_spans,
+    question_token_ids,
+    question_windows,
+    tokenize_texts,
 )
 
 logger = logging.getLogger("inference")
@@ -56,40 +78,92 @@ DEFAULT_MC_MODEL = ROOT / "models" / "paragraph-selection"
 DEFAULT_QA_MODEL = ROOT / "models" / "span-selection"
 DEMO_MARKER = "DEMO_MODEL.md"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+# Chosen by measurement (docs/inference.md, "Joint decoding"): the paragraphs whose spans compete for the answer.
+TOP_K_PARAGRAPHS = 1
+# Sequences (pairs or windows) prepared, run and post-processed together: bounds memory to a few tens of MB.
+SEQUENCES_PER_CHUNK = 1024
+
+
+class ArgumentParser(OneLineErrors, argparse.ArgumentParser):
+    pass
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def parse_arguments(argv=None):
-    parser = argparse.ArgumentParser(description="Two-stage Chinese QA inference: writes id,answer rows to a CSV.")
+    parser = ArgumentParser(description="Two-stage Chinese QA inference: writes id,answer rows to a CSV.")
     parser.add_argument("--context_file", required=True, help="context.json: the list of all paragraphs.")
     parser.add_argument("--test_file", required=True, help="test.json: the questions with their candidate paragraphs.")
     parser.add_argument("--output_file", required=True, help="Where to write the CSV (parent folders are created).")
-    parser.add_argument("--mc_model", default=str(DEFAULT_MC_MODEL), help="Paragraph-selection checkpoint directory.")
-    parser.add_argument("--qa_model", default=str(DEFAULT_QA_MODEL), help="Span-selection checkpoint directory.")
+    parser.add_argument(
+        "--mc_model",
+        nargs="+",
+        default=[str(DEFAULT_MC_MODEL)],
+        metavar="DIR",
+        help="Paragraph-selection checkpoint directory; several make an ensemble (their probabilities averaged).",
+    )
+    parser.add_argument(
+        "--qa_model",
+        nargs="+",
+        default=[str(DEFAULT_QA_MODEL)],
+        metavar="DIR",
+        help="Span-selection checkpoint directory; several make an ensemble (merged per character span).",
+    )
+    parser.add_argument(
+        "--top_k_paragraphs",
+        type=positive_int,
+        default=TOP_K_PARAGRAPHS,
+        metavar="K",
+        help="Search the answer in each question's K most probable paragraphs, scoring log P(paragraph) + "
+        f"log P(span | paragraph); 1 is the plain two-stage pipeline (default: {TOP_K_PARAGRAPHS}).",
+    )
+    parser.add_argument(
+        "--analysis_dir",
+        help="Labelled questions only: write errors.jsonl and summary.md (the answers sorted into right, wrong "
+        "paragraph, wrong span, partial overlap) to this folder.",
+    )
     parser.add_argument(
         "--export",
         choices=["none", "torchscript", "torch_export"],
         default="none",
         help="Run exported models (cached in <checkpoint>/exported/ and reused) instead of eager PyTorch.",
     )
-    parser.add_argument("--batch_size", type=int, default=32, help="Sequences (pairs or windows) per forward pass.")
+    parser.add_argument(
+        "--batch_size", type=positive_int, default=32, help="Sequences (pairs or windows) per forward pass."
+    )
     parser.add_argument(
         "--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: the GPU if there is one."
     )
-    parser.add_argument("--max_seq_length", type=int, default=MAX_SEQ_LENGTH, help="Tokens per sequence.")
-    parser.add_argument("--doc_stride", type=int, default=DOC_STRIDE, help="Tokens shared by consecutive windows.")
+    parser.add_argument("--max_seq_length", type=positive_int, default=MAX_SEQ_LENGTH, help="Tokens per sequence.")
     parser.add_argument(
-        "--max_question_length", type=int, default=MAX_QUESTION_LENGTH, help="Longer questions are cut."
+        "--doc_stride", type=non_negative_int, default=DOC_STRIDE, help="Tokens shared by consecutive windows."
     )
-    parser.add_argument("--n_best_size", type=int, default=N_BEST_SIZE, help="Candidate spans kept per question.")
-    parser.add_argument("--max_answer_length", type=int, default=MAX_ANSWER_LENGTH, help="Longest answer, in tokens.")
-    args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error("--batch_size must be at least 1")
-    return args
+    parser.add_argument(
+        "--max_question_length", type=positive_int, default=MAX_QUESTION_LENGTH, help="Longer questions are cut."
+    )
+    parser.add_argument(
+        "--n_best_size", type=positive_int, default=N_BEST_SIZE, help="Candidate spans kept per paragraph and model."
+    )
+    parser.add_argument(
+        "--max_answer_length", type=positive_int, default=MAX_ANSWER_LENGTH, help="Longest answer, in tokens."
+    )
+    return parser.parse_args(argv)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Models
+# Checkpoints
 
 
 class PairScorer(torch.nn.Module):
@@ -122,6 +196,20 @@ class SpanScorer(torch.nn.Module):
         )[:2]
 
 
+@dataclass
+class Stage:
+    """What a stage needs of its checkpoints: the model class, the scorer wrapping it, and how to name it."""
+
+    role: str
+    auto_model_class: type
+    scorer_class: type
+    architecture_suffix: str
+
+
+PARAGRAPH_SELECTION = Stage("paragraph-selection", AutoModelForMultipleChoice, PairScorer, "ForMultipleChoice")
+SPAN_SELECTION = Stage("span-selection", AutoModelForQuestionAnswering, SpanScorer, "ForQuestionAnswering")
+
+
 def choose_device(name):
     if name == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA GPU is available (use --device auto or cpu)")
@@ -136,9 +224,15 @@ def choose_device(name):
     return device, dtype
 
 
-def load_checkpoint(path, auto_model_class, role):
-    """Loads a fine-tuned checkpoint directory with its tokenizer; a missing or broken one is an InputError."""
+def _one_line(error):
+    return " ".join(str(error).split())[:300]
+
+
+def load_checkpoint(path, stage, max_seq_length=MAX_SEQ_LENGTH):
+    """Loads a fine-tuned checkpoint directory with its tokenizer, after checking that it is one of `stage` that can
+    read `max_seq_length` tokens; anything missing, broken or mismatched is an InputError naming the directory."""
     path = Path(path)
+    role = stage.role
     if not path.is_dir():
         raise InputError(f"{path}: {role} model directory not found (run `bash download.sh` first, or pass its path)")
     if not (path / "config.json").is_file():
@@ -146,12 +240,34 @@ def load_checkpoint(path, auto_model_class, role):
     if not any(path.glob("*.safetensors")):
         raise InputError(f"{path}: {role} model directory is incomplete: no *.safetensors weights")
     try:
+        config = AutoConfig.from_pretrained(path)
+    except Exception as error:  # a config file of any shape the user gave us
+        raise InputError(f"{path}: cannot read the {role} model's config.json ({_one_line(error)})") from None
+    architectures = config.architectures or []
+    if architectures and not any(name.endswith(stage.architecture_suffix) for name in architectures):
+        raise InputError(
+            f"{path}: a {', '.join(architectures)} checkpoint, not a {role} model (*{stage.architecture_suffix}): "
+            "are --mc_model and --qa_model swapped?"
+        )
+    try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = auto_model_class.from_pretrained(path)
-    except (OSError, ValueError) as error:
-        raise InputError(f"{path}: cannot load the {role} model ({' '.join(str(error).split())})") from None
+    except Exception as error:  # tokenizer files of any shape the user gave us
+        raise InputError(f"{path}: cannot load the {role} tokenizer ({_one_line(error)})") from None
     if not tokenizer.is_fast:
         raise InputError(f"{path}: the {role} tokenizer must be a fast tokenizer (character offsets)")
+    problem = check_model_reads(config, tokenizer, max_seq_length)
+    if problem:
+        raise InputError(f"{path}: {role} model: {problem}")
+    try:
+        model, loading = stage.auto_model_class.from_pretrained(path, config=config, output_loading_info=True)
+    except Exception as error:  # truncated or mismatched weights files
+        raise InputError(f"{path}: cannot load the {role} weights ({_one_line(error)})") from None
+    if loading["missing_keys"]:
+        missing = sorted(loading["missing_keys"])
+        raise InputError(
+            f"{path}: not a fine-tuned {role} checkpoint: its weights lack {', '.join(missing[:3])}"
+            f"{' and more' if len(missing) > 3 else ''}"
+        )
     if (path / DEMO_MARKER).exists():
         logger.warning(
             f"{path} is a DEMO model, trained from scratch on a small sample: its answers are close to random. "
@@ -169,17 +285,18 @@ def _example_inputs(device):
     return input_ids, attention_mask, torch.zeros_like(input_ids)
 
 
-def _export_stamp(checkpoint, device, dtype):
+def _export_stamp(checkpoint, device, dtype, max_seq_length):
     weights = sorted(checkpoint.glob("*.safetensors"))
     return {
         "weights": [[w.name, w.stat().st_size, w.stat().st_mtime_ns] for w in weights],
         "torch": torch.__version__,
         "device": device.type,
         "dtype": str(dtype),
+        "max_seq_length": max_seq_length,
     }
 
 
-def _export(module, kind, device):
+def _export(module, kind, device, max_seq_length):
     example = _example_inputs(device)
     with warnings.catch_warnings():
         # Tracing warns about Python values it records as constants and about TorchScript's deprecation; both are
@@ -187,51 +304,100 @@ def _export(module, kind, device):
         warnings.simplefilter("ignore")
         if kind == "torchscript":
             return torch.jit.trace(module, example, check_trace=False)
-        batch, length = torch.export.Dim("batch"), torch.export.Dim("length", max=MAX_SEQ_LENGTH)
+        batch, length = torch.export.Dim("batch"), torch.export.Dim("length", max=max(max_seq_length, 17))
         dynamic = {name: {0: batch, 1: length} for name in INPUT_NAMES}
         return torch.export.export(module, example, dynamic_shapes=dynamic)
 
 
-def exported_forward(module, kind, checkpoint, device, dtype):
+def exported_forward(module, kind, checkpoint, device, dtype, max_seq_length):
     """The exported version of `module`, cached in <checkpoint>/exported/ and reused while the weights, torch
-    version, device and dtype stay the same."""
+    version, device, dtype and longest sequence stay the same."""
     checkpoint = Path(checkpoint)
     suffix = "pt" if kind == "torchscript" else "pt2"
     cache = (
         checkpoint / "exported" / f"{type(module).__name__}-{kind}-{device.type}-{str(dtype).split('.')[-1]}.{suffix}"
     )
     stamp_path = cache.with_suffix(".json")
-    stamp = _export_stamp(checkpoint, device, dtype)
-    if cache.exists() and stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp:
+    stamp = _export_stamp(checkpoint, device, dtype, max_seq_length)
+    if cache.exists() and stamp_path.exists() and _read_stamp(stamp_path) == stamp:
         logger.info(f"Reusing the {kind} export {cache}")
-        if kind == "torchscript":
-            return torch.jit.load(str(cache), map_location=device)
-        return torch.export.load(str(cache)).module()
+        try:
+            if kind == "torchscript":
+                return torch.jit.load(str(cache), map_location=device)
+            return torch.export.load(str(cache)).module()
+        except Exception as error:  # a cache file damaged after it was written: export again
+            logger.warning(f"Could not load {cache} ({_one_line(error)}); exporting again")
 
     start = time.perf_counter()
-    exported = _export(module, kind, device)
+    exported = _export(module, kind, device, max_seq_length)
     logger.info(f"Exported {checkpoint} with {kind} in {time.perf_counter() - start:.1f} s")
     try:
         cache.parent.mkdir(exist_ok=True)
+        # Written beside and renamed, stamp last: an interrupted run leaves no cache that looks complete.
+        partial = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
         if kind == "torchscript":
-            exported.save(str(cache))
+            exported.save(str(partial))
         else:
-            torch.export.save(exported, str(cache))
+            torch.export.save(exported, str(partial))
+        os.replace(partial, cache)
         stamp_path.write_text(json.dumps(stamp))
     except OSError as error:
         logger.warning(f"Could not cache the export in {cache.parent} ({error.strerror}); it is used uncached")
     return exported if kind == "torchscript" else exported.module()
 
 
-def make_forward(model, scorer_class, export, checkpoint, device, dtype):
-    module = scorer_class(model.to(device=device, dtype=dtype)).eval()
-    if export == "none":
-        return module
-    return exported_forward(module, export, checkpoint, device, dtype)
+def _read_stamp(path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class Member:
+    """One checkpoint of a stage, ready to run: its tokenizer, how it joins a question and a paragraph, its forward."""
+
+    path: Path
+    tokenizer: object
+    template: PairTemplate
+    forward: object
+
+
+def load_members(paths, stage, args, device, dtype):
+    members = []
+    for path in paths:
+        tokenizer, model = load_checkpoint(path, stage, args.max_seq_length)
+        problem = check_window_fits(tokenizer, args.max_seq_length, args.max_question_length, args.doc_stride)
+        if problem:
+            raise InputError(f"{path}: {problem}")
+        module = stage.scorer_class(model.to(device=device, dtype=dtype)).eval()
+        if args.export != "none":
+            module = exported_forward(module, args.export, path, device, dtype, args.max_seq_length)
+        members.append(Member(Path(path), tokenizer, PairTemplate.of(tokenizer), module))
+    return members
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Batching
+# Tokens and batches
+
+
+class ParagraphTokens:
+    """Each paragraph tokenized once per tokenizer, shared by every model (of either stage) with that tokenizer."""
+
+    def __init__(self, context):
+        self.context = context
+        self.tokens = {}  # (tokenizer fingerprint, paragraph index) -> TokenizedText
+
+    def of(self, tokenizer, paragraph_indices):
+        fingerprint = _fingerprint(tokenizer)
+        missing = [p for p in dict.fromkeys(paragraph_indices) if (fingerprint, p) not in self.tokens]
+        for p, tokens in zip(missing, tokenize_texts([self.context[p] for p in missing], tokenizer)):
+            self.tokens[(fingerprint, p)] = tokens
+        return {p: self.tokens[(fingerprint, p)] for p in paragraph_indices}
+
+
+def _fingerprint(tokenizer):
+    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
 
 
 @dataclass
@@ -246,165 +412,321 @@ class StageStats:
     def padding_fraction(self):
         return self.padded_tokens / max(1, self.tokens + self.padded_tokens)
 
+    def add_time(self, name, seconds):
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
 
-def padded_batches(encodings, pad_token_id, batch_size):
-    """Yields (sequence indices, input tensors) over all sequences of `encodings` (dict of lists of token lists),
-    longest first, each batch padded to its own longest sequence."""
-    lengths = np.array([len(ids) for ids in encodings["input_ids"]])
+
+def padded_batches(sequences, pad_token_id, batch_size):
+    """Yields (positions, input tensors) over `sequences` ((input_ids, token_type_ids or None) pairs), longest first,
+    each batch padded to its own longest sequence."""
+    lengths = np.array([len(input_ids) for input_ids, _ in sequences])
     order = np.argsort(-lengths, kind="stable")
-    pad_values = {"input_ids": pad_token_id, "attention_mask": 0, "token_type_ids": 0}
     for batch_start in range(0, len(order), batch_size):
-        indices = order[batch_start : batch_start + batch_size]
-        width = int(lengths[indices[0]])
-        tensors = []
-        for name in INPUT_NAMES:
-            array = np.full((len(indices), width), pad_values[name], dtype=np.int64)
-            for row, index in enumerate(indices):
-                values = encodings[name][index] if name in encodings else ()
-                array[row, : len(values)] = values
-            tensors.append(torch.from_numpy(array))
-        yield indices, tensors
+        positions = order[batch_start : batch_start + batch_size]
+        width = int(lengths[positions[0]])
+        input_ids = np.full((len(positions), width), pad_token_id, dtype=np.int64)
+        attention_mask = np.zeros((len(positions), width), dtype=np.int64)
+        token_type_ids = np.zeros((len(positions), width), dtype=np.int64)
+        for row, position in enumerate(positions):
+            ids, types = sequences[position]
+            input_ids[row, : len(ids)] = ids
+            attention_mask[row, : len(ids)] = 1
+            if types is not None:
+                token_type_ids[row, : len(ids)] = types
+        yield positions, [torch.from_numpy(array) for array in (input_ids, attention_mask, token_type_ids)]
 
 
-def run_sorted_batches(forward, encodings, pad_token_id, batch_size, device, stats):
-    """Runs `forward` over all sequences of `encodings` in padded_batches. Returns, per sequence in the original
-    order, each output trimmed to the sequence's length (or a scalar score)."""
-    lengths = [len(ids) for ids in encodings["input_ids"]]
-    results = [None] * len(lengths)
-    stats.sequences += len(lengths)
-    stats.tokens += sum(lengths)
-    with torch.inference_mode(), tqdm(total=len(lengths), desc=stats.name, unit="seq", leave=False) as progress:
-        for indices, tensors in padded_batches(encodings, pad_token_id, batch_size):
-            width = tensors[0].shape[1]
-            stats.padded_tokens += sum(width - lengths[index] for index in indices)
-            inputs = [tensor.to(device, non_blocking=True) for tensor in tensors]
-            outputs = [output.float().cpu().numpy() for output in forward(*inputs)]
-            for row, index in enumerate(indices):
-                results[index] = tuple(
-                    output[row, : lengths[index]] if output.ndim == 2 else output[row] for output in outputs
-                )
-            progress.update(len(indices))
-    return results
+def _chunks(items, size):
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _in_background(iterator, depth=2):
+    """Runs `iterator` in a thread, up to `depth` items ahead of the consumer; its exceptions are raised here."""
+    items = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in iterator:
+                while not stop.is_set():
+                    try:
+                        items.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put(done)
+        except BaseException as error:
+            items.put(error)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+def run_model(keyed_sequences, forward, pad_token_id, args, device, stats, consume, overlap):
+    """Runs `forward` over `keyed_sequences` ((key, input_ids, token_type_ids) triples, any number), a chunk of
+    SEQUENCES_PER_CHUNK at a time, and calls consume(keys, outputs) once per chunk, in order; outputs holds per
+    sequence a tuple of arrays trimmed to its length (or a scalar score).
+
+    With `overlap`, preparing the batches and consuming the outputs run in threads beside the forward passes."""
+
+    def batches_of_chunks():
+        for chunk in _chunks(keyed_sequences, SEQUENCES_PER_CHUNK):
+            start = time.perf_counter()
+            sequences = [(input_ids, token_type_ids) for _, input_ids, token_type_ids in chunk]
+            batches = list(padded_batches(sequences, pad_token_id, args.batch_size))
+            if device.type == "cuda":
+                batches = [(positions, [t.pin_memory() for t in tensors]) for positions, tensors in batches]
+            stats.add_time("prepare", time.perf_counter() - start)
+            yield [key for key, _, _ in chunk], [len(ids) for ids, _ in sequences], batches
+
+    def consume_timed(keys, outputs):
+        start = time.perf_counter()
+        consume(keys, outputs)
+        stats.add_time("post-process", time.perf_counter() - start)
+
+    chunks = _in_background(batches_of_chunks()) if overlap else batches_of_chunks()
+    with (
+        torch.inference_mode(),
+        ThreadPoolExecutor(max_workers=1) as consumer,
+        tqdm(desc=stats.name, unit="seq", leave=False, disable=None) as progress,
+    ):
+        pending = []
+        for keys, lengths, batches in chunks:
+            start = time.perf_counter()
+            outputs = [None] * len(keys)
+            for positions, tensors in batches:
+                stats.padded_tokens += sum(tensors[0].shape[1] - lengths[p] for p in positions)
+                inputs = [tensor.to(device, non_blocking=True) for tensor in tensors]
+                results = [output.float().cpu().numpy() for output in forward(*inputs)]
+                for row, position in enumerate(positions):
+                    outputs[position] = tuple(
+                        result[row, : lengths[position]] if result.ndim == 2 else result[row] for result in results
+                    )
+                progress.update(len(positions))
+            stats.add_time("model", time.perf_counter() - start)
+            stats.sequences += len(keys)
+            stats.tokens += sum(lengths)
+            if overlap:
+                pending.append(consumer.submit(consume_timed, keys, outputs))
+                while len(pending) > 1:
+                    pending.pop(0).result()
+            else:
+                consume_timed(keys, outputs)
+        for future in pending:
+            future.result()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The two stages
 
 
-def pair_encodings(questions, context, tokenizer, args):
-    """Every (question, candidate paragraph) pair as a sequence of its own, question by question."""
-    features = prepare_multiple_choice_features(
-        to_multiple_choice_examples(questions, context),
-        tokenizer,
-        max_seq_length=args.max_seq_length,
-        max_question_length=args.max_question_length,
+def score_paragraphs(questions, paragraph_tokens, member, args, device, stats, overlap):
+    """Stage 1 with one model: the score of each candidate paragraph of each question (a list of arrays)."""
+    start = time.perf_counter()
+    question_ids = question_token_ids([q["question"] for q in questions], member.tokenizer, args.max_question_length)
+    tokens = paragraph_tokens.of(member.tokenizer, [p for q in questions for p in q["paragraphs"]])
+    stats.add_time("tokenize", time.perf_counter() - start)
+
+    def pairs():
+        for q, question in enumerate(questions):
+            room = member.template.room(question_ids[q], args.max_seq_length)
+            for c, paragraph in enumerate(question["paragraphs"]):
+                input_ids, token_type_ids, _ = member.template.assemble(question_ids[q], tokens[paragraph].ids[:room])
+                yield (q, c), input_ids, token_type_ids
+
+    scores = [np.zeros(len(q["paragraphs"])) for q in questions]
+
+    def consume(keys, outputs):
+        for (q, c), (score,) in zip(keys, outputs):
+            scores[q][c] = score
+
+    run_model(pairs(), member.forward, member.tokenizer.pad_token_id, args, device, stats, consume, overlap)
+    return scores
+
+
+def find_spans(questions, requests, paragraph_tokens, member, args, device, stats, overlap):
+    """Stage 2 with one model: the SpanCandidates of each (question position, paragraph index) request: the
+    n_best_size best character spans of the paragraph with log P(span | question, paragraph)."""
+    start = time.perf_counter()
+    asked = sorted({q for q, _ in requests})
+    question_ids = dict(
+        zip(asked, question_token_ids([questions[q]["question"] for q in asked], member.tokenizer, args.max_question_length))
     )
-    return {name: [pair for question in features[name] for pair in question] for name in features if name != "labels"}
+    tokens = paragraph_tokens.of(member.tokenizer, [p for _, p in requests])
+    stats.add_time("tokenize", time.perf_counter() - start)
 
+    windows = {}  # the Window of each sequence in flight: its characters are needed after the forward pass
 
-def window_encodings(questions, context, tokenizer, args):
-    """The examples (id, question, paragraph) and the windows of the paragraph each question has as "relevant"."""
-    examples = to_squad_examples(questions, context)
-    features = prepare_validation_features(
-        examples,
-        tokenizer,
-        max_seq_length=args.max_seq_length,
-        doc_stride=args.doc_stride,
-        max_question_length=args.max_question_length,
-    )
-    return examples, features
+    def sequences():
+        for r, (q, p) in enumerate(requests):
+            for w, window in enumerate(
+                question_windows(question_ids[q], tokens[p], member.template, args.max_seq_length, args.doc_stride)
+            ):
+                windows[(r, w)] = window
+                yield (r, w), window.input_ids, window.token_type_ids
 
+    # Per request, its best spans so far (merged after each chunk, so memory does not grow with the windows) and
+    # the log-sum-exp of the scores of all its valid spans.
+    best_of_request = [None] * len(requests)
+    log_partition = np.full(len(requests), -np.inf)
 
-def select_paragraphs(questions, context, tokenizer, forward, args, device, stats):
-    """Stage 1: the index (into context) of the highest-scoring candidate paragraph of each question."""
-    start = time.perf_counter()
-    pairs = pair_encodings(questions, context, tokenizer, args)
-    stats.seconds["tokenize"] = time.perf_counter() - start
+    def consume(keys, outputs):
+        char_starts, char_ends = [], []
+        for key, (start_logits, _) in zip(keys, outputs):
+            window = windows.pop(key)
+            starts = np.full(len(start_logits), -1, dtype=np.int64)
+            ends = np.full(len(start_logits), -1, dtype=np.int64)
+            starts[window.context_start : window.context_start + len(window.offsets)] = window.offsets[:, 0]
+            ends[window.context_start : window.context_start + len(window.offsets)] = window.offsets[:, 1]
+            char_starts.append(starts)
+            char_ends.append(ends)
+        best = best_spans_of_windows(
+            [output[0] for output in outputs],
+            [output[1] for output in outputs],
+            char_starts,
+            args.max_answer_length,
+            args.n_best_size,
+        )
+        pieces = collections.defaultdict(list)
+        for (r, _), spans, starts, ends in zip(keys, best, char_starts, char_ends):
+            pieces[r].append(character_spans(spans, starts, ends)[:3])
+            log_partition[r] = np.logaddexp(log_partition[r], spans.log_partition)
+        for r, new in pieces.items():
+            earlier = [best_of_request[r]] if best_of_request[r] is not None else []
+            best_of_request[r] = merge_character_spans(earlier + new, args.n_best_size)
 
-    start = time.perf_counter()
-    scores = run_sorted_batches(forward, pairs, tokenizer.pad_token_id, args.batch_size, device, stats)
-    stats.seconds["model"] = time.perf_counter() - start
+    run_model(sequences(), member.forward, member.tokenizer.pad_token_id, args, device, stats, consume, overlap)
 
-    chosen, pair_index = [], 0
-    for question in questions:
-        count = len(question["paragraphs"])
-        best = int(np.argmax([score[0] for score in scores[pair_index : pair_index + count]]))
-        chosen.append(question["paragraphs"][best])
-        pair_index += count
-    return chosen
-
-
-def find_answers(questions, context, tokenizer, forward, args, device, stats):
-    """Stage 2: {question id: answer text}, the best span over all windows of each question's "relevant" paragraph."""
-    start = time.perf_counter()
-    examples, features = window_encodings(questions, context, tokenizer, args)
-    stats.seconds["tokenize"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    logits = run_sorted_batches(forward, features, tokenizer.pad_token_id, args.batch_size, device, stats)
-    stats.seconds["model"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    answers = postprocess_qa_predictions(
-        examples,
-        features,
-        ([start_logits for start_logits, _ in logits], [end_logits for _, end_logits in logits]),
-        n_best_size=args.n_best_size,
-        max_answer_length=args.max_answer_length,
-    )
-    stats.seconds["post-process"] = time.perf_counter() - start
-    return answers
+    results = []
+    for best, partition in zip(best_of_request, log_partition):
+        if best is None or len(best[0]) == 0:
+            results.append(SpanCandidates.empty())
+        else:
+            starts, ends, scores = best
+            results.append(SpanCandidates(starts, ends, scores.astype(np.float64) - partition))
+    return results
 
 
 @dataclass
 class Prediction:
     answers: dict  # question id -> answer text, in test order
-    paragraphs: list  # the chosen paragraph (index into context) of each question
+    paragraphs: list  # the paragraph (index into context) each answer comes from, None when there is no answer
+    stage1_paragraphs: list  # the most probable paragraph of each question under paragraph selection alone
+    nbest: list  # the decoding.Answer list of each question, best first
     stages: tuple  # StageStats of paragraph selection and span selection
-    load_seconds: float  # reading both checkpoints from disk
+    load_seconds: float  # reading the checkpoints from disk (and exporting them)
+    metrics: dict | None  # end-to-end metrics, when the questions carry labels
+
+
+def output_paths(args):
+    """Every file the run will write, checked before any model runs: the CSV, the metrics beside it, the analysis."""
+    inputs = [args.context_file, args.test_file]
+    paths = {"csv": prepare_output_path(args.output_file, inputs)}
+    if paths["csv"].is_file() or not paths["csv"].exists():
+        paths["metrics"] = prepare_output_path(f"{args.output_file}.metrics.json", inputs)
+    if args.analysis_dir:
+        for name in analysis.FILES:
+            paths[name] = prepare_output_path(Path(args.analysis_dir) / name, inputs)
+    return paths
 
 
 def predict(args):
-    """Runs the whole pipeline and writes the CSV."""
-    output_file = prepare_output_path(args.output_file)
+    """Runs the whole pipeline and writes the CSV (and the metrics and analysis of labelled questions)."""
+    paths = output_paths(args)
     context = load_context(args.context_file)
-    questions = load_questions(args.test_file, context)
+    questions = load_questions(args.test_file, context, labels_if_present=True)
+    labelled = "answer" in questions[0]
+    if args.analysis_dir and not labelled:
+        raise InputError(f"{args.test_file}: --analysis_dir needs labelled questions (with 'relevant' and 'answer')")
     device, dtype = choose_device(args.device)
+    overlap = device.type == "cuda"
+
     start = time.perf_counter()
-    mc_tokenizer, mc_model = load_checkpoint(args.mc_model, AutoModelForMultipleChoice, "paragraph-selection")
-    qa_tokenizer, qa_model = load_checkpoint(args.qa_model, AutoModelForQuestionAnswering, "span-selection")
+    mc_members = load_members(args.mc_model, PARAGRAPH_SELECTION, args, device, dtype)
+    qa_members = load_members(args.qa_model, SPAN_SELECTION, args, device, dtype)
     load_seconds = time.perf_counter() - start
-    for tokenizer in (mc_tokenizer, qa_tokenizer):
-        problem = check_window_fits(tokenizer, args.max_seq_length, args.max_question_length, args.doc_stride)
-        if problem:
-            raise InputError(problem)
     logger.info(
-        f"{len(questions)} questions from {args.test_file}, {len(context)} paragraphs; device {device}, {dtype}"
+        f"{len(questions)} questions from {args.test_file}{' (labelled)' if labelled else ''}, {len(context)} "
+        f"paragraphs; device {device}, {dtype}; {len(mc_members)} + {len(qa_members)} models; "
+        f"top {args.top_k_paragraphs} paragraph(s) decoded"
     )
+    paragraph_tokens = ParagraphTokens(context)
 
     stage1, stage2 = StageStats("paragraph selection"), StageStats("span selection")
     start = time.perf_counter()
-    mc_forward = make_forward(mc_model, PairScorer, args.export, args.mc_model, device, dtype)
-    stage1.seconds["load/export"] = time.perf_counter() - start
-    chosen = select_paragraphs(questions, context, mc_tokenizer, mc_forward, args, device, stage1)
+    scores = [score_paragraphs(questions, paragraph_tokens, m, args, device, stage1, overlap) for m in mc_members]
+    log_probs = [paragraph_log_probs([member_scores[q] for member_scores in scores]) for q in range(len(questions))]
+    decoded = [top_paragraphs(log_prob, args.top_k_paragraphs) for log_prob in log_probs]
+    stage1.add_time("total", time.perf_counter() - start)
 
     start = time.perf_counter()
-    qa_forward = make_forward(qa_model, SpanScorer, args.export, args.qa_model, device, dtype)
-    stage2.seconds["load/export"] = time.perf_counter() - start
-    with_chosen = [{**question, "relevant": paragraph} for question, paragraph in zip(questions, chosen)]
-    answers = find_answers(with_chosen, context, qa_tokenizer, qa_forward, args, device, stage2)
+    requests = [(q, questions[q]["paragraphs"][c]) for q in range(len(questions)) for c in decoded[q]]
+    spans = [find_spans(questions, requests, paragraph_tokens, m, args, device, stage2, overlap) for m in qa_members]
+    merged = [merge_span_candidates([member_spans[r] for member_spans in spans], args.n_best_size) for r in range(len(requests))]
+    nbest, r = [], 0
+    for q, question in enumerate(questions):
+        count = len(decoded[q])
+        nbest.append(
+            decode(
+                [question["paragraphs"][c] for c in decoded[q]],
+                [log_probs[q][c] for c in decoded[q]],
+                merged[r : r + count],
+                context,
+                args.n_best_size,
+            )
+        )
+        r += count
+    stage2.add_time("total", time.perf_counter() - start)
 
-    write_predictions_csv(output_file, [q["id"] for q in questions], answers)
-    return Prediction(answers, chosen, (stage1, stage2), load_seconds)
+    answers = {q["id"]: (best[0].text if best else "") for q, best in zip(questions, nbest)}
+    prediction = Prediction(
+        answers=answers,
+        paragraphs=[best[0].paragraph if best else None for best in nbest],
+        stage1_paragraphs=[q["paragraphs"][d[0]] for q, d in zip(questions, decoded)],
+        nbest=nbest,
+        stages=(stage1, stage2),
+        load_seconds=load_seconds,
+        metrics=None,
+    )
+    write_predictions_csv(paths["csv"], [q["id"] for q in questions], answers)
+    if labelled:
+        prediction.metrics = analysis.end_to_end_metrics(questions, prediction)
+        if "metrics" in paths:
+            write_json(paths["metrics"], prediction.metrics)
+        if args.analysis_dir:
+            analysis.write_analysis(questions, context, prediction, paths)
+    return prediction
 
 
-def log_summary(stages, total_seconds, output_file):
-    for stats in stages:
+def log_summary(prediction, total_seconds, output_file):
+    for stats in prediction.stages:
         times = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in stats.seconds.items())
         logger.info(
             f"{stats.name}: {stats.sequences} sequences, {stats.tokens:,} tokens, "
             f"{100 * stats.padding_fraction:.1f}% padding; {times}"
         )
+    if prediction.metrics:
+        logger.info(analysis.metrics_line(prediction.metrics))
     logger.info(f"Wrote {output_file} in {total_seconds:.1f} s")
 
 
@@ -416,7 +738,7 @@ def main(argv=None):
     args = parse_arguments(argv)
     start = time.perf_counter()
     prediction = predict(args)
-    log_summary(prediction.stages, time.perf_counter() - start, args.output_file)
+    log_summary(prediction, time.perf_counter() - start, args.output_file)
     return prediction.answers
 
 

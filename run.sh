@@ -16,6 +16,17 @@ if [ -z "${PYTHON:-}" ] && [ -x "$here/.venv/bin/python" ]; then
   python="$here/.venv/bin/python"
 fi
 
+# One line, not a traceback, when the interpreter is missing or lacks the requirements (find_spec imports nothing).
+if ! command -v "$python" >/dev/null 2>&1; then
+  echo "run.sh: $python: no such interpreter (set PYTHON, or make .venv as README.md says)" >&2
+  exit 1
+fi
+if ! "$python" -c 'import importlib.util, sys
+sys.exit(any(importlib.util.find_spec(m) is None for m in ("numpy", "torch", "transformers")))' 2>/dev/null; then
+  echo "run.sh: $python cannot import numpy, torch, transformers: install requirements.txt (README.md, Install)" >&2
+  exit 1
+fi
+
 # run.sh never uses the network.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 

@@ -20,16 +20,18 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from datasets import Dataset
-from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding, Trainer, TrainingArguments
+from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding, Trainer
 from transformers.trainer_utils import speed_metrics
 
 from adl_data import InputError, load_context, load_questions, run_main, to_squad_examples, write_predictions_csv
 from common import (
+    CheckedTrainingArguments,
     DataArguments,
     ModelArguments,
     checkpoint_to_resume,
     first_n,
     load_tokenizer_and_model,
+    require_at_least,
     start_run,
     train_and_save,
 )
@@ -57,9 +59,14 @@ class SpanSelectionDataArguments(DataArguments):
         default=MAX_ANSWER_LENGTH, metadata={"help": "Longest answer, in tokens, that can be predicted."}
     )
 
+    def __post_init__(self):
+        super().__post_init__()
+        require_at_least(self, 1, "n_best_size", "max_answer_length")
+        require_at_least(self, 0, "doc_stride")
+
 
 @dataclass
-class SpanSelectionTrainingArguments(TrainingArguments):
+class SpanSelectionTrainingArguments(CheckedTrainingArguments):
     metric_for_best_model: str | None = field(
         default="exact_match", metadata={"help": "Metric for --load_best_model_at_end and the best checkpoint."}
     )
@@ -143,7 +150,9 @@ def main():
             to_squad_examples(first_n(questions, data_args.max_predict_samples), context)
         )
     resume_from = checkpoint_to_resume(training_args)
-    tokenizer, model = load_tokenizer_and_model(model_args, AutoModelForQuestionAnswering, training_args.seed)
+    tokenizer, model = load_tokenizer_and_model(
+        model_args, AutoModelForQuestionAnswering, training_args.seed, data_args.max_seq_length
+    )
     problem = check_window_fits(
         tokenizer, data_args.max_seq_length, data_args.max_question_length, data_args.doc_stride
     )

@@ -20,10 +20,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
-from transformers import AutoModelForMultipleChoice, Trainer, TrainingArguments
+from transformers import AutoModelForMultipleChoice, Trainer
 
 from adl_data import InputError, load_context, load_questions, run_main, to_multiple_choice_examples, write_json
 from common import (
+    CheckedTrainingArguments,
     DataArguments,
     ModelArguments,
     checkpoint_to_resume,
@@ -43,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class ParagraphSelectionTrainingArguments(TrainingArguments):
+class ParagraphSelectionTrainingArguments(CheckedTrainingArguments):
     metric_for_best_model: str | None = field(
         default="accuracy", metadata={"help": "Metric for --load_best_model_at_end and the best checkpoint."}
     )
@@ -120,7 +121,9 @@ def main():
     if training_args.do_predict:
         splits["predict"] = first_n(load_questions(data_args.test_file, context), data_args.max_predict_samples)
     resume_from = checkpoint_to_resume(training_args)
-    tokenizer, model = load_tokenizer_and_model(model_args, AutoModelForMultipleChoice, training_args.seed)
+    tokenizer, model = load_tokenizer_and_model(
+        model_args, AutoModelForMultipleChoice, training_args.seed, data_args.max_seq_length
+    )
     problem = check_window_fits(tokenizer, data_args.max_seq_length, data_args.max_question_length)
     if problem:
         raise InputError(problem)

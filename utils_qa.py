@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import unicodedata
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +40,7 @@ MAX_ANSWER_LENGTH = 64
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Questions
+# Tokens: every text tokenized once, every (question, paragraph) sequence assembled from the pieces
 
 
 def truncate_questions(questions, tokenizer, max_question_length=MAX_QUESTION_LENGTH):
@@ -51,6 +52,137 @@ def truncate_questions(questions, tokenizer, max_question_length=MAX_QUESTION_LE
             question = question[: offsets[max_question_length - 1][1]]
         truncated.append(question)
     return truncated
+
+
+def question_token_ids(questions, tokenizer, max_question_length=MAX_QUESTION_LENGTH):
+    """The token ids of each question, cut to `max_question_length` tokens: those of truncate_questions' text (a
+    question that is cut is tokenized again, since the cut text may not split into the same first tokens)."""
+    encoded = tokenize_texts(questions, tokenizer)
+    cut = [i for i, tokens in enumerate(encoded) if len(tokens.ids) > max_question_length]
+    again = tokenize_texts([questions[i][: encoded[i].offsets[max_question_length - 1, 1]] for i in cut], tokenizer)
+    for i, tokens in zip(cut, again):
+        encoded[i] = tokens
+    return [tokens.ids for tokens in encoded]
+
+
+@dataclass(frozen=True)
+class TokenizedText:
+    """A text's tokens (no special tokens) and the characters [start, end) of the text each one covers."""
+
+    ids: np.ndarray  # (tokens,) int64
+    offsets: np.ndarray  # (tokens, 2) int64
+
+
+# A text longer than this is tokenized alone, so that no call holds the Python lists of several such texts at once.
+CHARACTERS_PER_TOKENIZER_CALL = 100_000
+
+
+_plain_backends = weakref.WeakKeyDictionary()
+
+
+def _plain_backend(tokenizer):
+    """A copy of the fast tokenizer's own (Rust) tokenizer without truncation or padding: calling it directly skips
+    the Python dictionaries the transformers wrapper builds around every encoding (half the time of tokenizing)."""
+    if tokenizer not in _plain_backends:
+        backend = type(tokenizer.backend_tokenizer).from_str(tokenizer.backend_tokenizer.to_str())
+        backend.no_truncation()
+        backend.no_padding()
+        _plain_backends[tokenizer] = backend
+    return _plain_backends[tokenizer]
+
+
+def tokenize_texts(texts, tokenizer):
+    """Tokenizes each text once, without special tokens, with offsets, into compact arrays (a paragraph of a million
+    characters takes about 16 bytes a token instead of the tokenizer's Python lists). Exactly what the tokenizer
+    itself gives (`tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)`)."""
+    results, batch, batch_characters = [], [], 0
+    backend = _plain_backend(tokenizer)
+
+    def flush():
+        if batch:
+            for encoding in backend.encode_batch(batch, add_special_tokens=False):
+                results.append(
+                    TokenizedText(
+                        np.array(encoding.ids, dtype=np.int64), np.array(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+                    )
+                )
+            batch.clear()
+
+    for text in texts:
+        if batch and batch_characters + len(text) > CHARACTERS_PER_TOKENIZER_CALL:
+            flush()
+            batch_characters = 0
+        batch.append(text)
+        batch_characters += len(text)
+    flush()
+    return results
+
+
+@dataclass(frozen=True)
+class PairTemplate:
+    """How a tokenizer joins a question and a paragraph into one sequence: `prefix` question `middle` paragraph
+    `suffix` (BERT: [CLS] q [SEP] p [SEP]; RoBERTa: <s> q </s></s> p </s>), and the token type of each of the five
+    parts (None for tokenizers without token types).
+
+    Read off the tokenizer's own encoding of a pair, so that a sequence assembled from the question's and the
+    paragraph's tokens is exactly what the tokenizer would give for the pair (tests and benchmarks/oracle_offsets.py
+    check it on every window).
+    """
+
+    prefix: tuple
+    middle: tuple
+    suffix: tuple
+    types: tuple | None  # (prefix, question, middle, paragraph, suffix)
+
+    @classmethod
+    def of(cls, tokenizer):
+        encoding = tokenizer("a", "b")
+        sequence_ids = encoding.sequence_ids(0)
+        question = [i for i, s in enumerate(sequence_ids) if s == 0]
+        paragraph = [i for i, s in enumerate(sequence_ids) if s == 1]
+        bounds = [0, question[0], question[-1] + 1, paragraph[0], paragraph[-1] + 1, len(sequence_ids)]
+        parts = [range(bounds[k], bounds[k + 1]) for k in range(5)]
+        for part, expected in zip(parts, (None, 0, None, 1, None)):
+            if any(sequence_ids[position] != expected for position in part):
+                raise ValueError(f"{type(tokenizer).__name__}: a pair of unexpected layout {sequence_ids}")
+        ids = encoding["input_ids"]
+        types = None
+        if "token_type_ids" in encoding:
+            type_of_part = [{encoding["token_type_ids"][position] for position in part} for part in parts]
+            if any(len(values) > 1 for values in type_of_part):
+                raise ValueError(f"{type(tokenizer).__name__}: token types change inside a part of a pair")
+            types = tuple(values.pop() if values else 0 for values in type_of_part)
+        return cls(*(tuple(ids[position] for position in parts[k]) for k in (0, 2, 4)), types)
+
+    @property
+    def num_special_tokens(self):
+        return len(self.prefix) + len(self.middle) + len(self.suffix)
+
+    def room(self, question_ids, max_seq_length):
+        """How many paragraph tokens fit in a sequence of `max_seq_length` tokens after this question."""
+        return max_seq_length - len(question_ids) - self.num_special_tokens
+
+    def assemble(self, question_ids, paragraph_ids):
+        """input_ids and token_type_ids (None without token types) of the pair, and where the paragraph starts."""
+        pieces = (self.prefix, question_ids, self.middle, paragraph_ids, self.suffix)
+        input_ids = np.concatenate([np.asarray(piece, dtype=np.int64) for piece in pieces])
+        token_type_ids = None
+        if self.types is not None:
+            token_type_ids = np.repeat(np.asarray(self.types, dtype=np.int64), [len(piece) for piece in pieces])
+        return input_ids, token_type_ids, len(self.prefix) + len(question_ids) + len(self.middle)
+
+
+def window_spans(num_tokens, room, doc_stride):
+    """The [start, end) token ranges of a paragraph's windows: `room` tokens each, consecutive windows sharing
+    `doc_stride` tokens, the last one ending at the paragraph's end (how the tokenizer cuts overflowing tokens)."""
+    if num_tokens <= room:
+        return [(0, num_tokens)]
+    spans = []
+    for start in range(0, num_tokens, room - doc_stride):
+        spans.append((start, min(start + room, num_tokens)))
+        if spans[-1][1] == num_tokens:
+            return spans
+    return spans
 
 
 def check_window_fits(tokenizer, max_seq_length, max_question_length, doc_stride=0):
@@ -73,6 +205,45 @@ def check_window_fits(tokenizer, max_seq_length, max_question_length, doc_stride
     return None
 
 
+def position_limit(config, tokenizer):
+    """The longest sequence a model reads: its position embeddings, or less where its tokenizer says so (RoBERTa
+    keeps 2 of its 514 positions for padding)."""
+    limit = getattr(config, "max_position_embeddings", None) or MAX_SEQ_LENGTH
+    if tokenizer.model_max_length and tokenizer.model_max_length < limit:
+        limit = tokenizer.model_max_length
+    return limit
+
+
+def check_model_reads(config, tokenizer, max_seq_length):
+    """Returns None when the model of `config` can read what `tokenizer` makes of sequences of `max_seq_length`
+    tokens, else an explanation. A tokenizer larger than the embeddings would index past them; one much smaller than
+    them (a checkpoint saved without tokenizer.json loads a tokenizer of a few special tokens) maps text to [UNK]."""
+    limit = position_limit(config, tokenizer)
+    if max_seq_length > limit:
+        return f"--max_seq_length {max_seq_length} is more than the model reads ({limit} tokens)"
+    embeddings = getattr(config, "vocab_size", None)
+    if embeddings and len(tokenizer) > embeddings:
+        return f"the tokenizer has {len(tokenizer):,} tokens but the model only {embeddings:,} embeddings"
+    if embeddings and len(tokenizer) < embeddings / 2:
+        return (
+            f"the tokenizer has {len(tokenizer):,} tokens for a model of {embeddings:,} embeddings: its tokenizer "
+            "files are missing or wrong (save the checkpoint with its tokenizer.json)"
+        )
+    return None
+
+
+def _model_inputs(input_ids, token_type_ids, pad_to, pad_token_id):
+    """The model input lists of one sequence, padded to `pad_to` tokens when given."""
+    padding = max(0, (pad_to or 0) - len(input_ids))
+    inputs = {
+        "input_ids": input_ids.tolist() + [pad_token_id] * padding,
+        "attention_mask": [1] * len(input_ids) + [0] * padding,
+    }
+    if token_type_ids is not None:
+        inputs["token_type_ids"] = token_type_ids.tolist() + [0] * padding
+    return inputs
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Paragraph selection (multiple choice)
 
@@ -80,32 +251,30 @@ def check_window_fits(tokenizer, max_seq_length, max_question_length, doc_stride
 def prepare_multiple_choice_features(
     examples, tokenizer, max_seq_length=MAX_SEQ_LENGTH, pad_to_max_length=False, max_question_length=MAX_QUESTION_LENGTH
 ):
-    """Tokenizes each question with each of its candidate paragraphs (paragraph truncated to fit).
+    """Pairs each question with each of its candidate paragraphs (the paragraph cut to fit `max_seq_length`).
 
     `examples` has `question` (str) and `candidates` (list of paragraph texts, any number >= 1) per example, and
     optionally `label` (index of the relevant candidate). Returns per example a list of encodings, one per candidate,
-    and `labels` when labels were given.
+    and `labels` when labels were given. Each distinct paragraph is tokenized once.
     """
-    questions = truncate_questions(examples["question"], tokenizer, max_question_length)
-    num_choices = [len(candidates) for candidates in examples["candidates"]]
-    first_texts = [question for question, count in zip(questions, num_choices) for _ in range(count)]
-    second_texts = [paragraph for candidates in examples["candidates"] for paragraph in candidates]
-    tokenized = tokenizer(
-        first_texts,
-        second_texts,
-        truncation="only_second",
-        max_length=max_seq_length,
-        padding="max_length" if pad_to_max_length else False,
-    )
-    features = {key: [] for key in tokenized.keys()}
-    start = 0
-    for count in num_choices:
-        for key, values in tokenized.items():
-            features[key].append(values[start : start + count])
-        start += count
+    template = PairTemplate.of(tokenizer)
+    questions = question_token_ids(examples["question"], tokenizer, max_question_length)
+    distinct = list(dict.fromkeys(paragraph for candidates in examples["candidates"] for paragraph in candidates))
+    tokens = dict(zip(distinct, tokenize_texts(distinct, tokenizer)))
+    pad_to = max_seq_length if pad_to_max_length else None
+    features = collections.defaultdict(list)
+    for question, candidates in zip(questions, examples["candidates"]):
+        pairs = collections.defaultdict(list)
+        for paragraph in candidates:
+            paragraph_ids = tokens[paragraph].ids[: template.room(question, max_seq_length)]
+            input_ids, token_type_ids, _ = template.assemble(question, paragraph_ids)
+            for name, values in _model_inputs(input_ids, token_type_ids, pad_to, tokenizer.pad_token_id).items():
+                pairs[name].append(values)
+        for name, values in pairs.items():
+            features[name].append(values)
     if "label" in examples:
         features["labels"] = list(examples["label"])
-    return features
+    return dict(features)
 
 
 @dataclass
@@ -145,56 +314,65 @@ def mask_filler_choices(logits, choice_mask):
 # Span selection: windows and labels
 
 
-def _tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, pad_to_max_length, max_question_length):
-    """Question + paragraph, the paragraph cut into windows of `max_seq_length` tokens overlapping by `doc_stride`."""
-    questions = truncate_questions(examples["question"], tokenizer, max_question_length)
-    return tokenizer(
-        questions,
-        list(examples["context"]),
-        truncation="only_second",
-        max_length=max_seq_length,
-        stride=doc_stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-        padding="max_length" if pad_to_max_length else False,
-    )
+@dataclass(frozen=True)
+class Window:
+    """One window of a question's paragraph: the model inputs and the characters of its paragraph tokens."""
+
+    input_ids: np.ndarray
+    token_type_ids: np.ndarray | None
+    context_start: int  # position of the window's first paragraph token in input_ids
+    offsets: np.ndarray  # (paragraph tokens of the window, 2): the characters [start, end) of each
 
 
-def _answer_token_positions(offsets, context_mask, start_char, end_char, cls_index):
-    """Token positions of the answer characters [start_char, end_char) in one window, or the CLS index twice when
-    the answer is not wholly inside the window's part of the paragraph."""
-    context_tokens = np.flatnonzero(context_mask)
-    if len(context_tokens) == 0:
+def question_windows(question_ids, paragraph, template, max_seq_length=MAX_SEQ_LENGTH, doc_stride=DOC_STRIDE):
+    """The windows of one (question, paragraph) pair, `paragraph` being a TokenizedText: the paragraph is cut into
+    pieces of as many tokens as fit beside the question, consecutive pieces sharing `doc_stride` tokens."""
+    room = template.room(question_ids, max_seq_length)
+    for start, end in window_spans(len(paragraph.ids), room, doc_stride):
+        input_ids, token_type_ids, context_start = template.assemble(question_ids, paragraph.ids[start:end])
+        yield Window(input_ids, token_type_ids, context_start, paragraph.offsets[start:end])
+
+
+def answer_token_positions(window, start_char, end_char, cls_index):
+    """Token positions of the answer characters [start_char, end_char) in a window, or the CLS index twice when the
+    answer is not wholly inside the window's part of the paragraph."""
+    offsets = window.offsets
+    if len(offsets) == 0 or offsets[0, 0] > start_char or offsets[-1, 1] < end_char:
         return cls_index, cls_index
-    first, last = context_tokens[0], context_tokens[-1]
-    if offsets[first, 0] > start_char or offsets[last, 1] < end_char:
-        return cls_index, cls_index
-    window = offsets[first : last + 1]
     # The first token that ends after the answer starts, the last token that starts before the answer ends.
-    start_token = first + int(np.argmax(window[:, 1] > start_char))
-    end_token = first + int(np.flatnonzero(window[:, 0] < end_char)[-1])
-    return start_token, end_token
+    start_token = int(np.argmax(offsets[:, 1] > start_char))
+    end_token = int(np.flatnonzero(offsets[:, 0] < end_char)[-1])
+    return window.context_start + start_token, window.context_start + end_token
 
 
-def _window_arrays(tokenized, window_index):
-    offsets = np.asarray(tokenized["offset_mapping"][window_index], dtype=np.int64)
-    context_mask = np.array([sequence_id == 1 for sequence_id in tokenized.sequence_ids(window_index)])
-    return offsets, context_mask
+def _window_features(examples, tokenizer, max_seq_length, doc_stride, pad_to_max_length, max_question_length):
+    """The windows of every example as lists of model inputs, each with its example's index in `example_index` and
+    its Window in `windows` (both for the callers to use or drop). Each distinct paragraph is tokenized once."""
+    template = PairTemplate.of(tokenizer)
+    questions = question_token_ids(examples["question"], tokenizer, max_question_length)
+    contexts = list(examples["context"])
+    distinct = list(dict.fromkeys(contexts))
+    tokens = dict(zip(distinct, tokenize_texts(distinct, tokenizer)))
+    pad_to = max_seq_length if pad_to_max_length else None
+    features = collections.defaultdict(list)
+    for example_index, (question, context) in enumerate(zip(questions, contexts)):
+        for window in question_windows(question, tokens[context], template, max_seq_length, doc_stride):
+            for name, values in _model_inputs(window.input_ids, window.token_type_ids, pad_to, tokenizer.pad_token_id).items():
+                features[name].append(values)
+            features["example_index"].append(example_index)
+            features["windows"].append(window)
+    return features
 
 
-def _add_answer_positions(tokenized, examples, sample_mapping, tokenizer):
-    start_positions, end_positions = [], []
-    for window_index, example_index in enumerate(sample_mapping):
-        offsets, context_mask = _window_arrays(tokenized, window_index)
-        cls_index = tokenized["input_ids"][window_index].index(tokenizer.cls_token_id)
+def _add_answer_positions(features, examples, tokenizer):
+    for window, example_index in zip(features["windows"], features["example_index"]):
         answers = examples["answers"][example_index]
         start_char = answers["answer_start"][0]
         end_char = start_char + len(answers["text"][0])
-        start_token, end_token = _answer_token_positions(offsets, context_mask, start_char, end_char, cls_index)
-        start_positions.append(start_token)
-        end_positions.append(end_token)
-    tokenized["start_positions"] = start_positions
-    tokenized["end_positions"] = end_positions
+        cls_index = int(np.flatnonzero(window.input_ids == tokenizer.cls_token_id)[0])
+        start_token, end_token = answer_token_positions(window, start_char, end_char, cls_index)
+        features["start_positions"].append(start_token)
+        features["end_positions"].append(end_token)
 
 
 def prepare_train_features(
@@ -207,13 +385,10 @@ def prepare_train_features(
 ):
     """Windows with `start_positions`/`end_positions`: the answer's first and last token, or the CLS index in windows
     that do not hold the whole answer."""
-    tokenized = _tokenize_windows(
-        examples, tokenizer, max_seq_length, doc_stride, pad_to_max_length, max_question_length
-    )
-    sample_mapping = tokenized.pop("overflow_to_sample_mapping")
-    _add_answer_positions(tokenized, examples, sample_mapping, tokenizer)
-    tokenized.pop("offset_mapping")
-    return tokenized
+    features = _window_features(examples, tokenizer, max_seq_length, doc_stride, pad_to_max_length, max_question_length)
+    _add_answer_positions(features, examples, tokenizer)
+    del features["windows"], features["example_index"]
+    return dict(features)
 
 
 def prepare_validation_features(
@@ -229,19 +404,18 @@ def prepare_validation_features(
     When the examples have `answers`, the windows also get `start_positions`/`end_positions` (as in training), so
     that the Trainer reports an evaluation loss comparable to the training loss.
     """
-    tokenized = _tokenize_windows(
-        examples, tokenizer, max_seq_length, doc_stride, pad_to_max_length, max_question_length
-    )
-    sample_mapping = tokenized.pop("overflow_to_sample_mapping")
+    features = _window_features(examples, tokenizer, max_seq_length, doc_stride, pad_to_max_length, max_question_length)
     if "answers" in examples:
-        _add_answer_positions(tokenized, examples, sample_mapping, tokenizer)
-    tokenized["example_id"] = [examples["id"][example_index] for example_index in sample_mapping]
-    tokenized["offset_mapping"] = [
-        [offset if sequence_id == 1 else None for offset, sequence_id in zip(offsets, tokenized.sequence_ids(i))]
-        for i, offsets in enumerate(tokenized["offset_mapping"])
+        _add_answer_positions(features, examples, tokenizer)
+    features["example_id"] = [examples["id"][index] for index in features["example_index"]]
+    features["offset_mapping"] = [
+        [None] * window.context_start
+        + window.offsets.tolist()
+        + [None] * (len(input_ids) - window.context_start - len(window.offsets))
+        for window, input_ids in zip(features["windows"], features["input_ids"])
     ]
-    return tokenized
-
+    del features["windows"], features["example_index"]
+    return dict(features)
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Span selection: post-processing
@@ -251,12 +425,23 @@ def prepare_validation_features(
 WINDOWS_PER_CHUNK = 256
 
 
-def _best_spans(all_start_logits, all_end_logits, all_char_starts, max_answer_length, n_best_size):
-    """For each window, its `n_best_size` highest-scoring valid spans as (start tokens, end tokens, scores), best first.
+@dataclass
+class WindowSpans:
+    """The best valid spans of one window, best first, and the log-sum-exp of the scores of all its valid spans."""
+
+    start_tokens: np.ndarray
+    end_tokens: np.ndarray
+    scores: np.ndarray  # start logit + end logit
+    log_partition: float  # -inf when the window has no valid span
+
+
+def best_spans_of_windows(all_start_logits, all_end_logits, all_char_starts, max_answer_length, n_best_size):
+    """For each window, its `n_best_size` highest-scoring valid spans (a WindowSpans).
 
     A span is valid when both ends are paragraph tokens (char_starts >= 0), end >= start, and it is at most
     `max_answer_length` tokens long. All valid spans of a chunk of windows are scored at once:
     scores[w, i, k] = start_logit[w, i] + end_logit[w, i + k], the span of window w from token i to token i + k.
+    Ties keep the order of the start token, then of the length.
     """
     results = []
     for chunk_start in range(0, len(all_char_starts), WINDOWS_PER_CHUNK):
@@ -274,26 +459,59 @@ def _best_spans(all_start_logits, all_end_logits, all_char_starts, max_answer_le
         # elsewhere, n better spans would exist), so only those starts need all their span lengths ranked.
         best_of_start = start_scores + ends_of_spans.max(axis=2)
         n_starts = min(n_best_size, width)
-        starts = np.argpartition(-best_of_start, n_starts - 1, axis=1)[:, :n_starts]
+        starts = np.sort(np.argpartition(-best_of_start, n_starts - 1, axis=1)[:, :n_starts], axis=1)
         rows = np.arange(len(chunk))[:, None]
         scores = (start_scores[rows, starts][:, :, None] + ends_of_spans[rows, starts]).reshape(len(chunk), -1)
-        k = min(n_best_size, scores.shape[1])
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        top_scores = np.take_along_axis(scores, top, axis=1)
-        order = np.argsort(-top_scores, axis=1, kind="stable")
-        top, top_scores = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :n_best_size]
+        top_scores = np.take_along_axis(scores, order, axis=1)
+        log_partitions = _log_partitions(start_scores, end_scores, max_answer_length)
         for row in range(len(chunk)):
             valid = np.isfinite(top_scores[row])
-            start_index, lengths = np.divmod(top[row][valid], max_answer_length)
+            start_index, lengths = np.divmod(order[row][valid], max_answer_length)
             start_tokens = starts[row][start_index]
-            results.append((start_tokens, start_tokens + lengths, top_scores[row][valid]))
+            results.append(
+                WindowSpans(start_tokens, start_tokens + lengths, top_scores[row][valid], log_partitions[row])
+            )
     return results
 
 
-def _offsets_as_arrays(offsets):
-    """(char_starts, char_ends) of a window's tokens, -1 where the offset is None (not a paragraph token)."""
-    pairs = np.array([offset if offset is not None else (-1, -1) for offset in offsets], dtype=np.int64).reshape(-1, 2)
-    return pairs[:, 0], pairs[:, 1]
+def _log_partitions(start_scores, end_scores, max_answer_length):
+    """log sum over the valid spans (i, i + k) of exp(start[i] + end[i + k]), per window, without building every span:
+    the sum over k of exp(end[i + k]) is a difference of cumulative sums."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        end_max = np.max(end_scores, axis=1, keepdims=True)
+        end_max = np.where(np.isfinite(end_max), end_max, 0.0)
+        cumulative = np.concatenate(
+            [np.zeros((len(end_scores), 1)), np.cumsum(np.exp(end_scores.astype(np.float64) - end_max), axis=1)], axis=1
+        )
+        width = start_scores.shape[1]
+        ends_sum = cumulative[:, max_answer_length : max_answer_length + width] - cumulative[:, :width]
+        terms = start_scores + end_max + np.log(np.maximum(ends_sum, 0.0))
+        top = np.max(terms, axis=1, keepdims=True)
+        finite_top = np.where(np.isfinite(top), top, 0.0)
+        return (finite_top + np.log(np.sum(np.exp(terms - finite_top), axis=1, keepdims=True)))[:, 0]
+
+
+def character_spans(window_spans, char_starts, char_ends):
+    """A window's best spans in characters: (starts, ends, scores, start token, end token) arrays."""
+    starts, ends = window_spans.start_tokens, window_spans.end_tokens
+    return char_starts[starts], char_ends[ends], window_spans.scores, starts, ends
+
+
+def merge_character_spans(pieces, n_best_size):
+    """The `n_best_size` best distinct character spans of the windows of one paragraph, best first.
+
+    `pieces` holds, window by window in the paragraph's order, arrays (starts, ends, scores, ...extra). A span found
+    in two windows (they overlap) keeps its better score; ties keep the windows' order. Returns the same arrays,
+    merged."""
+    if not pieces:
+        return None
+    columns = [np.concatenate(column) for column in zip(*pieces)]
+    starts, ends, scores = columns[:3]
+    order = np.argsort(-scores, kind="stable")
+    _, first = np.unique((starts[order] << 32) | ends[order], return_index=True)
+    keep = order[np.sort(first)][:n_best_size]
+    return [column[keep] for column in columns]
 
 
 def postprocess_qa_predictions(
@@ -314,7 +532,8 @@ def postprocess_qa_predictions(
     length is ignored) or a list of 1-D arrays. Every window of an example is searched for its best spans; the
     example's answer is the best of all of them. Without `version_2_with_negative`, an answer is never empty unless
     no window has a valid span. Returns {example id: answer text} in the order of `examples`; with `output_dir`, also
-    writes `predictions.json` and `nbest_predictions.json` (prefixed with `prefix_`).
+    writes `predictions.json` and `nbest_predictions.json` (the `n_best_size` best distinct spans, prefixed with
+    `prefix_`).
     """
     if len(predictions) != 2:
         raise ValueError("`predictions` should be a tuple with two elements (start_logits, end_logits).")
@@ -330,38 +549,35 @@ def postprocess_qa_predictions(
     all_start_logits = [np.asarray(logits, dtype=np.float32) for logits in all_start_logits]
     all_end_logits = [np.asarray(logits, dtype=np.float32) for logits in all_end_logits]
     all_char_starts, all_char_ends = zip(*map(_offsets_as_arrays, features["offset_mapping"]))
-    best_spans = _best_spans(all_start_logits, all_end_logits, all_char_starts, max_answer_length, n_best_size)
+    best_spans = best_spans_of_windows(all_start_logits, all_end_logits, all_char_starts, max_answer_length, n_best_size)
 
     answers = collections.OrderedDict()
     nbest_of_example = collections.OrderedDict()
     null_score_diff_of_example = collections.OrderedDict()
     for example_id, context in zip(examples["id"], examples["context"]):
+        windows = windows_of_example[example_id]
+        merged = merge_character_spans(
+            [character_spans(best_spans[w], all_char_starts[w], all_char_ends[w]) + (np.full(len(best_spans[w].scores), w),)
+             for w in windows],
+            n_best_size,
+        )
         candidates = []
-        null_score = None
-        for window_index in windows_of_example[example_id]:
-            start_logits, end_logits = all_start_logits[window_index], all_end_logits[window_index]
-            char_starts, char_ends = all_char_starts[window_index], all_char_ends[window_index]
-            window_null_score = float(start_logits[0] + end_logits[0])
-            if null_score is None or window_null_score < null_score:
-                null_score = window_null_score
-            start_tokens, end_tokens, scores = best_spans[window_index]
-            for start_token, end_token, score in zip(start_tokens, end_tokens, scores):
-                candidates.append(
-                    {
-                        "score": float(score),
-                        "start_logit": float(start_logits[start_token]),
-                        "end_logit": float(end_logits[end_token]),
-                        "start": int(char_starts[start_token]),
-                        "end": int(char_ends[end_token]),
-                    }
-                )
-        candidates.sort(key=lambda candidate: candidate["score"], reverse=True)
-        candidates = candidates[:n_best_size]
-        for candidate in candidates:
-            candidate["text"] = context[candidate["start"] : candidate["end"]]
+        for start, end, score, start_token, end_token, window in zip(*merged) if merged else ():
+            candidates.append(
+                {
+                    "score": float(score),
+                    "start_logit": float(all_start_logits[window][start_token]),
+                    "end_logit": float(all_end_logits[window][end_token]),
+                    "start": int(start),
+                    "end": int(end),
+                    "text": context[start:end],
+                }
+            )
 
         best_text = candidates[0]["text"] if candidates else ""
-        if version_2_with_negative and null_score is not None:
+        null_scores = [float(all_start_logits[w][0] + all_end_logits[w][0]) for w in windows]
+        if version_2_with_negative and null_scores:
+            null_score = min(null_scores)
             best_score = candidates[0]["score"] if candidates else -np.inf
             null_score_diff_of_example[example_id] = null_score - best_score
             if null_score - best_score > null_score_diff_threshold:
@@ -390,6 +606,12 @@ def postprocess_qa_predictions(
             with open(path, "w", encoding="utf-8") as file:
                 json.dump(value, file, ensure_ascii=False, indent=2)
     return answers
+
+
+def _offsets_as_arrays(offsets):
+    """(char_starts, char_ends) of a window's tokens, -1 where the offset is None (not a paragraph token)."""
+    pairs = np.array([offset if offset is not None else (-1, -1) for offset in offsets], dtype=np.int64).reshape(-1, 2)
+    return pairs[:, 0], pairs[:, 1]
 
 
 # ---------------------------------------------------------------------------------------------------------------------

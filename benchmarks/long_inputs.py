@@ -1,10 +1,14 @@
-"""Long inputs: a paragraph of up to 20,000+ characters and a 500-character question, through inference and through
-training-feature preparation. Checks that no answer is lost and measures peak memory per paragraph length, each
-length in a fresh process, to show that memory is bounded by the window size, not by the paragraph.
+"""Long inputs: paragraphs of up to a million characters and 500-character questions, through inference and through
+training-feature preparation. Checks that no answer is lost and measures the peak memory (maximum resident set size,
+as /usr/bin/time -v reports it) of inference for each case in a fresh process, to show that memory is bounded by a
+chunk of windows, not by the paragraph or the number of questions.
 
-    python benchmarks/long_inputs.py --data_dir ../shared/data/drcd-dev-adl [--lengths 2000 20000 100000]
+    python benchmarks/long_inputs.py --data_dir ../shared/data/drcd-dev-adl \
+        [--cases 2000x1 20000x1 100000x1 1000000x1 1000000x3 1000000x20]
 
-The models have random weights of a small BERT config (memory and windowing do not depend on the weights); the
+A case LENGTHxN is N questions on one paragraph of LENGTH characters (its only candidate).
+
+The models have random weights of a 1-layer BERT (memory and windowing do not depend on the model); the
 answer check uses the oracle (post-processing logits peaking at the gold tokens), as in benchmarks/oracle_offsets.py.
 """
 
@@ -31,9 +35,9 @@ from utils_qa import postprocess_qa_predictions, prepare_train_features, prepare
 QUESTION = "請問在這一段非常長的文章裡面，最後提到的那一件事情是什麼？" * 17  # 510 characters
 
 
-def build_inputs(data_dir, length, work):
-    """context.json with one paragraph of `length` characters (plus the data's own), a test file with one question
-    on it, and the answer: 12 characters near its end."""
+def build_inputs(data_dir, length, questions, work):
+    """context.json with one paragraph of `length` characters (plus the data's own), a test file with `questions`
+    questions on it, and the answer: 12 characters near its end."""
     context = json.loads((data_dir / "context.json").read_text(encoding="utf-8"))
     long_paragraph = ""
     while len(long_paragraph) < length:
@@ -42,7 +46,7 @@ def build_inputs(data_dir, length, work):
     context = [long_paragraph] + context
     answer_start = length - 40
     # The long paragraph is the only candidate, so that span selection has to read all of it.
-    test = [{"id": "long", "question": QUESTION[:500], "paragraphs": [0]}]
+    test = [{"id": f"long-{q}", "question": QUESTION[q : q + 500], "paragraphs": [0]} for q in range(questions)]
     (work / "context.json").write_text(json.dumps(context, ensure_ascii=False), encoding="utf-8")
     (work / "test.json").write_text(json.dumps(test, ensure_ascii=False), encoding="utf-8")
     return long_paragraph, answer_start, long_paragraph[answer_start : answer_start + 12]
@@ -69,9 +73,12 @@ def child(args):
     """One measurement in this (fresh) process; prints a JSON line."""
     work = Path(tempfile.mkdtemp(prefix="long-inputs-"))
     atexit.register(shutil.rmtree, work, ignore_errors=True)
-    paragraph, answer_start, answer = build_inputs(args.data_dir, args.child, work)
-    base = make_tiny_model(work / "base", texts=[paragraph], all_cjk=True, num_layers=2, hidden_size=128,
-                           num_heads=2, intermediate_size=512)
+    length, questions = map(int, args.child.split("x"))
+    paragraph, answer_start, answer = build_inputs(args.data_dir, length, questions, work)
+    # The smallest BERT: memory and windowing do not depend on the model, and a million characters make 3,500
+    # windows per question.
+    base = make_tiny_model(work / "base", texts=[paragraph], all_cjk=True, num_layers=1, hidden_size=32,
+                           num_heads=1, intermediate_size=64)
     config, tokenizer = AutoConfig.from_pretrained(base), AutoTokenizer.from_pretrained(base)
     for stage, model_class in [("mc", AutoModelForMultipleChoice), ("qa", AutoModelForQuestionAnswering)]:
         model_class.from_config(config).save_pretrained(work / stage)
@@ -84,11 +91,12 @@ def child(args):
         "--device", "cpu", "--batch_size", "16",
     ]))
     seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     predicted, windows, labelled = oracle_answer(tokenizer, paragraph, answer_start, answer)
     print(json.dumps({
-        "length": args.child, "windows": windows, "labelled_windows": labelled,
+        "length": length, "questions": questions, "windows": windows, "labelled_windows": labelled,
         "inference_windows": prediction.stages[1].sequences, "oracle_found": predicted == answer,
-        "inference_s": round(seconds, 2), "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "inference_s": round(seconds, 2), "peak_rss_mib": round(peak / 1024),
         "rss_before_inference_mib": round(before / 1024), "torch_threads": torch.get_num_threads(),
     }))
 
@@ -96,20 +104,23 @@ def child(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_dir", type=Path, required=True, help="ADL folder whose paragraphs fill the long one.")
-    parser.add_argument("--lengths", type=int, nargs="+", default=[2000, 20000, 100000])
-    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--cases", nargs="+", default=["2000x1", "20000x1", "100000x1", "1000000x1", "1000000x3", "1000000x20"],
+        help="LENGTHxN: N questions on one paragraph of LENGTH characters.",
+    )
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args)
-    for length in args.lengths:
-        result = subprocess.run([sys.executable, __file__, "--data_dir", str(args.data_dir), "--child", str(length)],
+    for case in args.cases:
+        result = subprocess.run([sys.executable, __file__, "--data_dir", str(args.data_dir), "--child", case],
                                 capture_output=True, text=True, check=True)
         row = json.loads(result.stdout.strip().splitlines()[-1])
         print(
-            f"paragraph {row['length']:>7,} characters, question 500: {row['windows']} windows, answer labelled in "
-            f"{row['labelled_windows']}, oracle finds it: {row['oracle_found']}; inference {row['inference_s']} s "
-            f"({row['inference_windows']} windows in stage 2), peak RSS {row['peak_rss_mib']} MiB "
-            f"({row['rss_before_inference_mib']} MiB before inference)"
+            f"paragraph {row['length']:>9,} characters, {row['questions']:>2} question(s) of 500: {row['windows']} "
+            f"windows per question, answer labelled in {row['labelled_windows']}, oracle finds it: "
+            f"{row['oracle_found']}; inference {row['inference_s']} s ({row['inference_windows']} windows in stage 2), "
+            f"peak RSS {row['peak_rss_mib']} MiB ({row['rss_before_inference_mib']} MiB before inference)", flush=True
         )
 
 

@@ -3,6 +3,7 @@
 import csv
 import shutil
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,9 +11,9 @@ import torch
 from transformers import AutoConfig, AutoModelForMultipleChoice, AutoModelForQuestionAnswering, AutoTokenizer
 
 import inference
-from adl_data import run_main, to_multiple_choice_examples
+from adl_data import run_main, to_multiple_choice_examples, to_squad_examples
 from conftest import ROOT, SAMPLES, read_json, run_script, write_json
-from utils_qa import prepare_multiple_choice_features
+from utils_qa import prepare_multiple_choice_features, prepare_validation_features
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +92,24 @@ def test_stale_export_is_rebuilt_when_the_weights_change(checkpoints, small_test
     assert "Reusing the torchscript export" in caplog.text and "Exported" in caplog.text
 
 
+def run_sequences(forward, features, pad_token_id, batch_size, overlap=False):
+    """inference.run_model over the sequences of `features` (lists of input_ids / token_type_ids); returns the outputs
+    in the sequences' order and the StageStats."""
+    outputs = [None] * len(features["input_ids"])
+
+    def consume(keys, chunk_outputs):
+        for key, output in zip(keys, chunk_outputs):
+            assert outputs[key] is None
+            outputs[key] = output
+
+    sequences = ((i, np.asarray(ids), np.asarray(features["token_type_ids"][i]))
+                 for i, ids in enumerate(features["input_ids"]))
+    stats = inference.StageStats("test")
+    inference.run_model(sequences, forward, pad_token_id, SimpleNamespace(batch_size=batch_size), torch.device("cpu"),
+                        stats, consume, overlap)
+    return outputs, stats
+
+
 def test_pair_scores_equal_the_multiple_choice_logits(checkpoints, tokenizer, sample_context, sample_valid):
     """Stage 1 scores each (question, paragraph) alone; that must equal the model's logits over all candidates."""
     model = AutoModelForMultipleChoice.from_pretrained(checkpoints / "paragraph-selection").eval()
@@ -101,34 +120,32 @@ def test_pair_scores_equal_the_multiple_choice_logits(checkpoints, tokenizer, sa
     scorer = inference.PairScorer(model)
     for i in range(len(questions)):
         pairs = {name: features[name][i] for name in features if name != "labels"}
-        stats = inference.StageStats("test")
-        scores = inference.run_sorted_batches(scorer, pairs, tokenizer.pad_token_id, 3, torch.device("cpu"), stats)
+        scores, _ = run_sequences(scorer, pairs, tokenizer.pad_token_id, 3)
         batch = tokenizer.pad(pairs, return_tensors="pt")
         with torch.no_grad():
             logits = model(**{name: tensor[None] for name, tensor in batch.items()}).logits[0]
         np.testing.assert_allclose([score[0] for score in scores], logits.numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_results_do_not_depend_on_batch_size_and_padding_is_small(checkpoints, tokenizer, sample_context, sample_valid):
+def test_results_do_not_depend_on_batch_size_chunks_or_threads(checkpoints, tokenizer, sample_context, sample_valid,
+                                                               monkeypatch):
+    """Outputs come back to their own sequence whatever the batch size, the chunking (SEQUENCES_PER_CHUNK, here 7
+    so that 4 chunks run) and the background threads of --device cuda; padding stays small."""
     model = AutoModelForQuestionAnswering.from_pretrained(checkpoints / "span-selection").eval()
-    from utils_qa import prepare_validation_features
-
     questions = sample_valid[:12]
-    examples = {"id": [q["id"] for q in questions], "question": [q["question"] for q in questions],
-                "context": [sample_context[q["relevant"]] for q in questions]}
-    features = prepare_validation_features(examples, tokenizer, max_seq_length=128, doc_stride=32)
-    outputs = {}
-    for batch_size in (1, 5):
-        stats = inference.StageStats("test")
-        outputs[batch_size] = inference.run_sorted_batches(
-            inference.SpanScorer(model), features, tokenizer.pad_token_id, batch_size, torch.device("cpu"), stats
-        )
+    features = prepare_validation_features(to_squad_examples(questions, sample_context), tokenizer,
+                                           max_seq_length=128, doc_stride=32)
+    assert len(features["input_ids"]) > 21
+    monkeypatch.setattr(inference, "SEQUENCES_PER_CHUNK", 7)
+    reference, _ = run_sequences(inference.SpanScorer(model), features, tokenizer.pad_token_id, 1)
+    for batch_size, overlap in [(5, False), (5, True), (3, True)]:
+        outputs, stats = run_sequences(inference.SpanScorer(model), features, tokenizer.pad_token_id, batch_size, overlap)
         assert stats.sequences == len(features["input_ids"])
-    for alone, batched, ids in zip(outputs[1], outputs[5], features["input_ids"]):
-        assert len(alone[0]) == len(ids)
-        np.testing.assert_allclose(alone[0], batched[0], atol=1e-5)
-        np.testing.assert_allclose(alone[1], batched[1], atol=1e-5)
-    assert stats.padding_fraction < 0.05
+        for alone, batched, ids in zip(reference, outputs, features["input_ids"]):
+            assert len(alone[0]) == len(batched[0]) == len(ids)
+            np.testing.assert_allclose(alone[0], batched[0], atol=1e-5)
+            np.testing.assert_allclose(alone[1], batched[1], atol=1e-5)
+        assert stats.padding_fraction < 0.1
 
 
 def test_questions_with_any_number_of_candidates(checkpoints, tmp_path):
@@ -149,8 +166,8 @@ def test_questions_with_any_number_of_candidates(checkpoints, tmp_path):
 @pytest.fixture(scope="module")
 def project_copy(checkpoints, tmp_path_factory):
     copy = tmp_path_factory.mktemp("clone")
-    for name in ["adl_data.py", "common.py", "utils_qa.py", "inference.py", "run.sh"]:
-        shutil.copy(ROOT / name, copy / name)
+    for path in [*ROOT.glob("*.py"), ROOT / "run.sh"]:
+        shutil.copy(path, copy / path.name)
     (copy / "models").mkdir()
     for stage in ["paragraph-selection", "span-selection"]:
         shutil.copytree(checkpoints / stage, copy / "models" / stage)

@@ -2,7 +2,14 @@
 
 import torch
 
-from utils_qa import DataCollatorForMultipleChoice, mask_filler_choices, prepare_multiple_choice_features
+import pytest
+
+from utils_qa import (
+    DataCollatorForMultipleChoice,
+    mask_filler_choices,
+    prepare_multiple_choice_features,
+    truncate_questions,
+)
 
 
 def test_each_question_is_paired_with_each_candidate(tokenizer):
@@ -34,3 +41,19 @@ def test_collator_pads_lengths_and_candidate_counts(tokenizer):
     masked = mask_filler_choices(logits, batch["choice_mask"])
     assert masked.argmax(dim=1).tolist() == [2, 0]
     assert torch.nn.functional.cross_entropy(masked, batch["labels"]).isfinite()
+
+
+@pytest.mark.parametrize("max_seq_length,pad", [(512, False), (64, False), (40, True)])
+def test_pairs_assembled_from_tokenized_pieces_equal_the_tokenizers_own(tokenizer, sample_context, sample_train,
+                                                                         max_seq_length, pad):
+    questions = sample_train[:40]
+    examples = {"question": [q["question"] for q in questions],
+                "candidates": [[sample_context[p] for p in q["paragraphs"]] for q in questions]}
+    features = prepare_multiple_choice_features(examples, tokenizer, max_seq_length, pad_to_max_length=pad,
+                                                max_question_length=12)
+    truncated = truncate_questions(examples["question"], tokenizer, 12)
+    for i, candidates in enumerate(examples["candidates"]):
+        reference = tokenizer([truncated[i]] * len(candidates), candidates, truncation="only_second",
+                              max_length=max_seq_length, padding="max_length" if pad else False)
+        for name in ("input_ids", "token_type_ids", "attention_mask"):
+            assert features[name][i] == reference[name], (name, i)

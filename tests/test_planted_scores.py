@@ -11,7 +11,6 @@ the paragraph.
 
 import collections
 import csv
-import json
 import random
 import sys
 

@@ -96,12 +96,37 @@ def test_windows_cover_every_paragraph_character(tokenizer, hard_examples):
             assert first_of_following < last_of_previous
 
 
-def test_validation_offsets_are_none_outside_the_paragraph(tokenizer, hard_examples):
-    features = prepare_validation_features(hard_examples, tokenizer, max_seq_length=64, doc_stride=16, max_question_length=16)
-    for i, offsets in enumerate(features["offset_mapping"]):
-        sequence_ids = features.sequence_ids(i)
-        assert [o is not None for o in offsets] == [s == 1 for s in sequence_ids]
-    assert sorted(set(features["example_id"])) == sorted(hard_examples["id"])
+def tokenizer_own_windows(examples, tokenizer, max_seq_length, doc_stride, max_question_length):
+    """The windows as the tokenizer itself cuts a (question, paragraph) pair: what the assembled windows must equal."""
+    questions = truncate_questions(examples["question"], tokenizer, max_question_length)
+    return tokenizer(questions, list(examples["context"]), truncation="only_second", max_length=max_seq_length,
+                     stride=doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True)
+
+
+@pytest.mark.parametrize("max_seq_length,doc_stride,pad", [(512, 128, False), (64, 16, False), (48, 0, True)])
+def test_windows_assembled_from_tokenized_pieces_equal_the_tokenizers_own(
+    tokenizer, sample_context, sample_train, hard_examples, max_seq_length, doc_stride, pad
+):
+    """Each paragraph is tokenized once and the windows are assembled from the pieces: input ids, token types,
+    attention mask and offsets must be exactly those of the tokenizer's own pair encoding, window by window."""
+    sample = squad_examples(sample_train[:60], sample_context)
+    examples = {key: sample[key] + hard_examples[key] for key in sample}
+    features = prepare_validation_features(examples, tokenizer, max_seq_length, doc_stride, pad_to_max_length=pad,
+                                           max_question_length=16)
+    reference = tokenizer_own_windows(examples, tokenizer, max_seq_length, doc_stride, max_question_length=16)
+    assert len(features["input_ids"]) == len(reference["input_ids"])
+    assert features["example_id"] == [examples["id"][i] for i in reference["overflow_to_sample_mapping"]]
+    for i, offsets in enumerate(reference["offset_mapping"]):
+        length = len(reference["input_ids"][i])
+        for name in ("input_ids", "token_type_ids", "attention_mask"):
+            assert features[name][i][:length] == reference[name][i], (name, i)
+        expected = [tuple(o) if s == 1 else None for o, s in zip(offsets, reference.sequence_ids(i))]
+        assert [tuple(o) if o is not None else None for o in features["offset_mapping"][i][:length]] == expected
+        if pad:
+            assert len(features["input_ids"][i]) == max_seq_length
+            assert features["attention_mask"][i][length:] == [0] * (max_seq_length - length)
+            assert features["input_ids"][i][length:] == [tokenizer.pad_token_id] * (max_seq_length - length)
+    assert sorted(set(features["example_id"])) == sorted(examples["id"])
 
 
 def gold_token_logits(features, examples):
@@ -206,9 +231,14 @@ def test_the_nbest_list_is_the_n_best_spans_of_all_windows(tokenizer, hard_examp
     for example_id, paragraph in zip(hard_examples["id"], hard_examples["context"]):
         spans = [span for i, e in enumerate(features["example_id"]) if e == example_id
                  for span in brute_force_nbest(start_logits[i], end_logits[i], features["offset_mapping"][i], 6)]
-        expected = sorted(spans, key=lambda span: -span[0])[:n_best_size]
+        # A span found in two overlapping windows is listed once, with its better score.
+        best_of_span = {}
+        for score, start, end in spans:
+            best_of_span[(start, end)] = max(score, best_of_span.get((start, end), -np.inf))
+        expected = sorted(((score, start, end) for (start, end), score in best_of_span.items()),
+                          key=lambda span: -span[0])[:n_best_size]
         got = nbest[example_id]
-        assert len(got) == min(n_best_size, len(spans))
+        assert len(got) == min(n_best_size, len(best_of_span))
         assert [c["score"] for c in got] == pytest.approx([span[0] for span in expected], abs=1e-5)
         assert [c["text"] for c in got] == [paragraph[start:end] for _, start, end in expected]
         assert sum(c["probability"] for c in got) == pytest.approx(1.0)
