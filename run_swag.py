@@ -24,9 +24,11 @@ from transformers import AutoModelForMultipleChoice, Trainer, TrainingArguments
 
 from adl_data import InputError, load_context, load_questions, run_main, to_multiple_choice_examples, write_json
 from common import (
-    DataArguments,
     ModelArguments,
+    QuestionDataArguments,
     checkpoint_to_resume,
+    compute_accuracy,
+    evaluate_and_save,
     first_n,
     load_tokenizer_and_model,
     start_run,
@@ -73,11 +75,6 @@ class MultipleChoiceTrainer(Trainer):
         return None, mask_filler_choices(logits, choice_mask).detach(), None
 
 
-def compute_accuracy(eval_prediction):
-    predicted = np.argmax(eval_prediction.predictions, axis=1)
-    return {"accuracy": float((predicted == eval_prediction.label_ids).mean())}
-
-
 def build_dataset(questions, context, tokenizer, data_args, description):
     dataset = Dataset.from_dict(to_multiple_choice_examples(questions, context))
     return dataset.map(
@@ -97,7 +94,7 @@ def build_dataset(questions, context, tokenizer, data_args, description):
 
 def main():
     model_args, data_args, training_args = start_run(
-        (ModelArguments, DataArguments, ParagraphSelectionTrainingArguments)
+        (ModelArguments, QuestionDataArguments, ParagraphSelectionTrainingArguments)
     )
 
     # Read and validate every input before anything is written.
@@ -143,10 +140,7 @@ def main():
         train_and_save(trainer, resume_from, train_samples=len(datasets["train"]))
 
     if training_args.do_eval:
-        metrics = trainer.evaluate()
-        metrics["eval_samples"] = len(datasets["eval"])
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
+        evaluate_and_save(trainer, eval_samples=len(datasets["eval"]))
 
     if training_args.do_predict:
         logits = trainer.predict(datasets["predict"]).predictions
