@@ -12,8 +12,8 @@ from functools import partial
 
 import datasets
 import numpy as np
-from datasets import Dataset
 import transformers
+from datasets import Dataset
 from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
