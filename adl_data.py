@@ -7,6 +7,12 @@ field) whichever script meets it first. The formats (see README.md):
 - train.json / valid.json: a list of {"id", "question", "paragraphs": [int, ...], "relevant": int,
   "answer": {"text", "start"}}; `start` is a character offset into context[relevant].
 - test.json: the same without "relevant" and "answer".
+
+and for the intent classification / slot tagging task (run_intent.py, run_slot.py; see docs/intent-slot.md):
+
+- intent files: a list of {"text", "intent", "id"}; test files without "intent".
+- slot files: a list of {"tokens": [str, ...], "tags": [str, ...], "id"}, one BIO tag per token (O, B-TYPE, I-TYPE);
+  test files without "tags".
 """
 
 import json
@@ -127,30 +133,12 @@ def load_questions(path, context, need_relevant=False, need_answer=False, labels
 
     Each record returned is a new dict with exactly the fields that were asked for.
     """
-    records = read_json(path)
-    if not isinstance(records, list):
-        raise InputError(f"{path}: expected a JSON list of questions, found {_json_type(records)}")
-    if not records:
-        raise InputError(f"{path}: contains no questions")
+    records = _read_list(path, "questions")
     if labels_if_present and all(isinstance(r, dict) and "relevant" in r and "answer" in r for r in records):
         need_answer = True
     need_relevant = need_relevant or need_answer
-
     questions = []
-    first_index_of_id = {}
-    for index, record in enumerate(records):
-        where = f"{path}: record {index}"
-        if not isinstance(record, dict):
-            raise InputError(f"{where}: expected a JSON object, found {_json_type(record)}")
-        question_id = _field(record, "id", str, where)
-        where = f"{path}: record {index} (id {question_id!r})"
-        if not question_id.strip():
-            raise InputError(f"{where}: field 'id': is empty")
-        _check_characters(question_id, f"{where}: field 'id'")
-        if question_id in first_index_of_id:
-            raise InputError(f"{where}: field 'id': duplicate of record {first_index_of_id[question_id]}")
-        first_index_of_id[question_id] = index
-
+    for question_id, record, where in _records_with_ids(path, records):
         question = _field(record, "question", str, where)
         if not question.strip():
             raise InputError(f"{where}: field 'question': is empty")
@@ -176,6 +164,113 @@ def load_questions(path, context, need_relevant=False, need_answer=False, labels
             clean["answer"] = _checked_answer(record, context[clean["relevant"]], where)
         questions.append(clean)
     return questions
+
+
+def _read_list(path, kind):
+    """The records of a JSON file that must hold a non-empty list; `kind` names them ("questions")."""
+    records = read_json(path)
+    if not isinstance(records, list):
+        raise InputError(f"{path}: expected a JSON list of {kind}, found {_json_type(records)}")
+    if not records:
+        raise InputError(f"{path}: contains no {kind}")
+    return records
+
+
+def _records_with_ids(path, records):
+    """Yields (id, record, where) for each record of a list of objects with unique, non-empty string ids; `where`
+    names the file, the record's index and its id for messages."""
+    first_index_of_id = {}
+    for index, record in enumerate(records):
+        where = f"{path}: record {index}"
+        if not isinstance(record, dict):
+            raise InputError(f"{where}: expected a JSON object, found {_json_type(record)}")
+        record_id = _field(record, "id", str, where)
+        where = f"{path}: record {index} (id {record_id!r})"
+        if not record_id.strip():
+            raise InputError(f"{where}: field 'id': is empty")
+        _check_characters(record_id, f"{where}: field 'id'")
+        if record_id in first_index_of_id:
+            raise InputError(f"{where}: field 'id': duplicate of record {first_index_of_id[record_id]}")
+        first_index_of_id[record_id] = index
+        yield record_id, record, where
+
+
+def load_intent_utterances(path, need_intent=False):
+    """Returns the validated {"id", "text"} records of an intent file, with "intent" when `need_intent`.
+
+    A text without any visible character is an error: there is nothing to classify.
+    """
+    utterances = []
+    for utterance_id, record, where in _records_with_ids(path, _read_list(path, "utterances")):
+        text = _field(record, "text", str, where)
+        if not text.strip():
+            raise InputError(f"{where}: field 'text': is empty")
+        _check_characters(text, f"{where}: field 'text'")
+        clean = {"id": utterance_id, "text": text}
+        if need_intent:
+            intent = _field(record, "intent", str, where)
+            if not intent.strip():
+                raise InputError(f"{where}: field 'intent': is empty")
+            clean["intent"] = intent
+        utterances.append(clean)
+    return utterances
+
+
+def load_slot_utterances(path, need_tags=False):
+    """Returns the validated {"id", "tokens"} records of a slot file, with "tags" when `need_tags`.
+
+    `tokens` is the utterance cut into words, and gets one predicted tag per word. A single blank word ("" occurs in
+    the course data) is kept: it is a word of the utterance like any other. An utterance without any visible
+    character is an error. `tags` must have one BIO tag (O, B-TYPE or I-TYPE) per token.
+    """
+    utterances = []
+    for utterance_id, record, where in _records_with_ids(path, _read_list(path, "utterances")):
+        tokens = _field(record, "tokens", list, where)
+        for position, token in enumerate(tokens):
+            if not isinstance(token, str):
+                raise InputError(f"{where}: field 'tokens'[{position}]: expected a string, found {_json_type(token)}")
+            _check_characters(token, f"{where}: field 'tokens'[{position}]")
+        if not any(token.strip() for token in tokens):
+            raise InputError(f"{where}: field 'tokens': is empty" + (f" ({len(tokens)} blank words)" if tokens else ""))
+        clean = {"id": utterance_id, "tokens": list(tokens)}
+        if need_tags:
+            tags = _field(record, "tags", list, where)
+            if len(tags) != len(tokens):
+                raise InputError(
+                    f"{where}: field 'tags': {len(tags)} tags for {len(tokens)} tokens (one tag per token)"
+                )
+            for position, tag in enumerate(tags):
+                if not isinstance(tag, str):
+                    raise InputError(f"{where}: field 'tags'[{position}]: expected a string, found {_json_type(tag)}")
+                if not _is_bio_tag(tag):
+                    raise InputError(
+                        f"{where}: field 'tags'[{position}]: {tag!r} is not a BIO tag (O, B-TYPE or I-TYPE)"
+                    )
+            clean["tags"] = list(tags)
+        utterances.append(clean)
+    return utterances
+
+
+def _is_bio_tag(tag):
+    return tag == "O" or (tag[:2] in ("B-", "I-") and bool(tag[2:].strip()))
+
+
+def check_known_labels(path, records, field, label_names, label_source):
+    """Raises an InputError naming the first record of `path` whose `field` (a label, or a list of them) holds a label
+    outside `label_names`, the labels a model predicts (those of `label_source`: a training file or a model).
+
+    `records` are those load_*_utterances returned for `path`, or their first N: record i is the file's record i.
+    """
+    known = set(label_names)
+    for index, record in enumerate(records):
+        value = record[field]
+        for position, label in enumerate(value if isinstance(value, list) else [value]):
+            if label not in known:
+                where = f"field '{field}'[{position}]" if isinstance(value, list) else f"field '{field}'"
+                raise InputError(
+                    f"{path}: record {index} (id {record['id']!r}): {where}: {label!r} is not among the "
+                    f"{len(known)} labels of {label_source}, so no model trained on it can predict it"
+                )
 
 
 def _checked_answer(record, paragraph, where):
@@ -371,13 +466,13 @@ def csv_field(text):
     return text
 
 
-def write_predictions_csv(path, ids, answers, inputs=()):
-    """Writes the submission: header `id,answer`, one row per id in the given order, lines ending in \\n, each field
+def write_predictions_csv(path, ids, answers, column="answer", inputs=()):
+    """Writes a submission: header `id,<column>`, one row per id in the given order, lines ending in \\n, each field
     quoted by csv_field where needed. Read it back with csv.reader, or with pandas as
     `pd.read_csv(path, dtype=str, keep_default_na=False)` (else an answer "NA", "null" or "" becomes NaN)."""
 
     def write(file):
-        file.write("id,answer\n")
+        file.write(f"id,{column}\n")
         for question_id in ids:
             file.write(f"{csv_field(question_id)},{csv_field(answers[question_id])}\n")
 

@@ -135,7 +135,9 @@ def summary_markdown(records, context, metrics):
                 lines.append(
                     f"  - predicted (paragraph {record['answer_paragraph']}, F1 {record['f1']:.1f}): "
                     + _in_context(
-                        context[record["answer_paragraph"]], predicted["start"], predicted["start"] + len(predicted["text"])
+                        context[record["answer_paragraph"]],
+                        predicted["start"],
+                        predicted["start"] + len(predicted["text"]),
                     )
                 )
     return "\n".join(lines) + "\n"
@@ -148,4 +150,6 @@ def write_analysis(questions, context, prediction, paths):
         paths["errors.jsonl"],
         lambda file: file.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records),
     )
-    write_atomically(paths["summary.md"], lambda file: file.write(summary_markdown(records, context, prediction.metrics)))
+    write_atomically(
+        paths["summary.md"], lambda file: file.write(summary_markdown(records, context, prediction.metrics))
+    )

@@ -1,4 +1,5 @@
-"""What run_swag.py and run_qa.py share: their common arguments, model loading, logging and checkpoint resumption."""
+"""What the training scripts (run_swag.py, run_qa.py, run_intent.py, run_slot.py) share: their common arguments,
+model loading (with the label names of a classification task), logging, checkpoint resumption and accuracy."""
 
 import json
 import logging
@@ -8,13 +9,16 @@ import re
 import sys
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 
 import datasets
+import numpy as np
 import transformers
+from datasets import Dataset
 from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from adl_data import InputError, OneLineErrors
+from adl_data import InputError, OneLineErrors, check_known_labels, write_predictions_csv
 from utils_qa import MAX_QUESTION_LENGTH, MAX_SEQ_LENGTH, check_model_reads
 
 logger = logging.getLogger(__name__)
@@ -53,28 +57,33 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    context_file: str | None = field(default=None, metadata={"help": "context.json: the list of all paragraphs."})
-    train_file: str | None = field(default=None, metadata={"help": "Training questions (train.json)."})
-    validation_file: str | None = field(default=None, metadata={"help": "Validation questions (valid.json)."})
-    test_file: str | None = field(default=None, metadata={"help": "Questions to predict (test.json)."})
+    """The data flags of every training script; each script's subclass adds what its task needs."""
+
+    train_file: str | None = field(default=None, metadata={"help": "Training records (train.json)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation records (valid.json)."})
+    test_file: str | None = field(default=None, metadata={"help": "Records to predict (test.json)."})
     max_seq_length: int = field(
         default=MAX_SEQ_LENGTH, metadata={"help": "Tokens per sequence (question + paragraph); longer ones are cut."}
-    )
-    max_question_length: int = field(
-        default=MAX_QUESTION_LENGTH, metadata={"help": "Questions longer than this many tokens are cut."}
     )
     pad_to_max_length: bool = field(
         default=False,
         metadata={"help": "Pad every sequence to max_seq_length (default: pad each batch to its longest sequence)."},
     )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training questions."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N validation questions."})
-    max_predict_samples: int | None = field(default=None, metadata={"help": "Keep only the first N test questions."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training records."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N validation records."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Keep only the first N test records."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
 
     def __post_init__(self):
-        require_at_least(self, 1, "max_seq_length", "max_question_length", "max_train_samples", "max_eval_samples",
-                         "max_predict_samples", "preprocessing_num_workers")
+        require_at_least(
+            self,
+            1,
+            "max_seq_length",
+            "max_train_samples",
+            "max_eval_samples",
+            "max_predict_samples",
+            "preprocessing_num_workers",
+        )
 
 
 def require_at_least(arguments, minimum, *names):
@@ -92,8 +101,9 @@ class CheckedTrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         super().__post_init__()
-        require_at_least(self, 1, "per_device_train_batch_size", "per_device_eval_batch_size",
-                         "gradient_accumulation_steps")
+        require_at_least(
+            self, 1, "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"
+        )
         require_at_least(self, 0, "weight_decay", "max_grad_norm", "warmup_steps")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(f"--learning_rate {self.learning_rate}: must be a number above 0")
@@ -111,6 +121,31 @@ class CheckedTrainingArguments(TrainingArguments):
 
 class ArgumentParser(OneLineErrors, HfArgumentParser):
     pass
+
+
+@dataclass
+class QuestionDataArguments(DataArguments):
+    """Paragraph and span selection: questions that index into the paragraphs of --context_file."""
+
+    context_file: str | None = field(default=None, metadata={"help": "context.json: the list of all paragraphs."})
+    max_question_length: int = field(
+        default=MAX_QUESTION_LENGTH, metadata={"help": "Questions longer than this many tokens are cut."}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        require_at_least(self, 1, "max_question_length")
+        if self.context_file is None:
+            raise InputError("--context_file is required (the context.json that the questions index into)")
+
+
+@dataclass
+class UtteranceDataArguments(DataArguments):
+    """Intent classification and slot tagging: short utterances, each one sequence."""
+
+    max_seq_length: int = field(
+        default=128, metadata={"help": "Tokens per utterance ([CLS] and [SEP] included); longer ones are cut."}
+    )
 
 
 def parse_arguments(argument_classes):
@@ -156,8 +191,6 @@ def start_run(argument_classes):
 def check_data_arguments(data_args, training_args):
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
         raise InputError("nothing to do: pass --do_train, --do_eval and/or --do_predict")
-    if data_args.context_file is None:
-        raise InputError("--context_file is required (the context.json that the questions index into)")
     for wanted, action, file, file_flag in [
         (training_args.do_train, "--do_train", data_args.train_file, "--train_file"),
         (training_args.do_eval, "--do_eval", data_args.validation_file, "--validation_file"),
@@ -203,11 +236,16 @@ def setup_logging(training_args):
     )
 
 
-def load_tokenizer_and_model(model_args, auto_model_class, seed, max_seq_length=None):
+def load_tokenizer_and_model(
+    model_args, auto_model_class, seed, max_seq_length=None, label_names=None, tokenizer_options=None
+):
     """Loads the (fast) tokenizer and the model, pretrained or, with --from_scratch, randomly initialised.
 
     The random weights (the new task head of a pretrained model; all of them with --from_scratch) follow `seed`.
     With `max_seq_length`, first checks that the model can read sequences that long with this tokenizer.
+    `label_names` (a classification task's labels, from its training file) go into the config as id2label/label2id,
+    so that the saved model predicts names; a model already trained on the same labels keeps its own order (and its
+    head), any other gets a new head of one output per label. `tokenizer_options` go to the tokenizer's loading.
     """
     source = model_args.model_name_or_path
     hub_options = {
@@ -227,8 +265,12 @@ def load_tokenizer_and_model(model_args, auto_model_class, seed, max_seq_length=
         except ValueError as error:
             raise InputError(f"--config_overrides {model_args.config_overrides!r}: {_one_line(error)}") from None
         logger.info(f"Config after --config_overrides: {config}")
+    new_head = label_names is not None and sorted(config.id2label.values()) != sorted(label_names)
+    if new_head:
+        config.id2label = dict(enumerate(label_names))
+        config.label2id = {name: index for index, name in enumerate(label_names)}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **hub_options)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **hub_options, **(tokenizer_options or {}))
     except (OSError, ValueError) as error:
         raise InputError(f"{tokenizer_source}: cannot load the tokenizer ({_one_line(error)})") from None
     if not tokenizer.is_fast:
@@ -245,10 +287,92 @@ def load_tokenizer_and_model(model_args, auto_model_class, seed, max_seq_length=
             model = auto_model_class.from_config(config, trust_remote_code=model_args.trust_remote_code)
             logger.info(f"Training from scratch: {model.num_parameters():,} randomly initialised parameters")
         else:
-            model = auto_model_class.from_pretrained(source, config=config, **hub_options)
+            model = auto_model_class.from_pretrained(
+                source, config=config, ignore_mismatched_sizes=new_head, **hub_options
+            )
     except (OSError, ValueError) as error:
         raise InputError(f"{source}: cannot load the model ({_one_line(error)})") from None
     return tokenizer, model
+
+
+def load_labelled_splits(data_args, training_args, load_records, label_field):
+    """Reads and validates the files of a classification run (intent or slot).
+
+    Returns {"train", "eval", "predict": records} for the splits asked for, each cut to its --max_*_samples, and the
+    label names of the whole training file, sorted (None without --do_train). `load_records(path, need_labels)` reads
+    one file; `label_field` holds a record's label, or its list of labels.
+    """
+    splits, label_names = {}, None
+    if training_args.do_train:
+        records = load_records(data_args.train_file, True)
+        label_names = sorted({label for record in records for label in _as_list(record[label_field])})
+        splits["train"] = first_n(records, data_args.max_train_samples)
+    if training_args.do_eval:
+        splits["eval"] = first_n(load_records(data_args.validation_file, True), data_args.max_eval_samples)
+    if training_args.do_predict:
+        splits["predict"] = first_n(load_records(data_args.test_file, False), data_args.max_predict_samples)
+    return splits, label_names
+
+
+def _as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def task_label_names(model, model_args, data_args, splits, label_field):
+    """The label names the model predicts, in the order of its outputs (config id2label), after checking that the
+    model has some and that every label of the validation split is among them."""
+    names = [model.config.id2label[index] for index in range(model.config.num_labels)]
+    # A model never trained on a task has the config's default names LABEL_0, LABEL_1...
+    if names == [f"LABEL_{index}" for index in range(len(names))]:
+        raise InputError(
+            f"{model_args.model_name_or_path}: the model has no label names of its own (its config's id2label is "
+            f"{', '.join(names)}): train it first with --do_train and a --train_file"
+        )
+    if "eval" in splits:
+        source = (
+            f"the training file {data_args.train_file}"
+            if "train" in splits
+            else f"the model {model_args.model_name_or_path}"
+        )
+        check_known_labels(data_args.validation_file, splits["eval"], label_field, names, source)
+    return names
+
+
+def tokenize_utterances(splits, prepare_features, tokenizer, data_args, label2id):
+    """{split: features} for the utterance records of each split (intent or slot), made in batches by
+    prepare_features(examples, tokenizer, max_seq_length, pad_to_max_length, label2id)."""
+    options = {
+        "tokenizer": tokenizer,
+        "max_seq_length": data_args.max_seq_length,
+        "pad_to_max_length": data_args.pad_to_max_length,
+        "label2id": label2id,
+    }
+    return {
+        split: Dataset.from_list(records).map(
+            partial(prepare_features, **options),
+            batched=True,
+            remove_columns=list(records[0]),
+            num_proc=data_args.preprocessing_num_workers,
+            desc=f"Tokenizing {split} utterances",
+        )
+        for split, records in splits.items()
+    }
+
+
+def write_submission(trainer, records, predictions, column):
+    """Writes pred.csv to --output_dir (on the main process): header `id,<column>`, then each record's id and its
+    prediction, in order."""
+    if trainer.is_world_process_zero():
+        ids = [record["id"] for record in records]
+        path = os.path.join(trainer.args.output_dir, "pred.csv")
+        write_predictions_csv(path, ids, dict(zip(ids, predictions)), column=column)
+        logger.info(f"Wrote the predicted {column} of {len(ids)} utterances to {path}")
+
+
+def compute_accuracy(eval_prediction):
+    """The share of examples whose highest logit is their label (Trainer compute_metrics)."""
+    predicted = np.argmax(eval_prediction.predictions, axis=1)
+    return {"accuracy": float((predicted == eval_prediction.label_ids).mean())}
 
 
 def checkpoint_to_resume(training_args):
@@ -309,6 +433,14 @@ def train_and_save(trainer, resume_from, train_samples):
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
     trainer.save_state()
+
+
+def evaluate_and_save(trainer, eval_samples, **evaluate_options):
+    """Evaluates, then logs the metrics and saves them to eval_results.json (and all_results.json)."""
+    metrics = trainer.evaluate(**evaluate_options)
+    metrics["eval_samples"] = eval_samples
+    trainer.log_metrics("eval", metrics)
+    trainer.save_metrics("eval", metrics)
 
 
 def first_n(records, n):

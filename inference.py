@@ -570,7 +570,10 @@ def find_spans(questions, requests, paragraph_tokens, member, args, device, stat
     start = time.perf_counter()
     asked = sorted({q for q, _ in requests})
     question_ids = dict(
-        zip(asked, question_token_ids([questions[q]["question"] for q in asked], member.tokenizer, args.max_question_length))
+        zip(
+            asked,
+            question_token_ids([questions[q]["question"] for q in asked], member.tokenizer, args.max_question_length),
+        )
     )
     tokens = paragraph_tokens.of(member.tokenizer, [p for _, p in requests])
     stats.add_time("tokenize", time.perf_counter() - start)
@@ -682,7 +685,10 @@ def predict(args):
     start = time.perf_counter()
     requests = [(q, questions[q]["paragraphs"][c]) for q in range(len(questions)) for c in decoded[q]]
     spans = [find_spans(questions, requests, paragraph_tokens, m, args, device, stage2, overlap) for m in qa_members]
-    merged = [merge_span_candidates([member_spans[r] for member_spans in spans], args.n_best_size) for r in range(len(requests))]
+    merged = [
+        merge_span_candidates([member_spans[r] for member_spans in spans], args.n_best_size)
+        for r in range(len(requests))
+    ]
     nbest, r = [], 0
     for q, question in enumerate(questions):
         count = len(decoded[q])

@@ -1,4 +1,5 @@
-"""Learning curves and a table of results from Trainer runs (run_swag.py, run_qa.py), for the report.
+"""Learning curves and a table of results from Trainer runs (run_swag.py, run_qa.py, run_intent.py, run_slot.py), for
+the report.
 
 Usage:
 
@@ -14,7 +15,9 @@ only if some run has data for it, the runs overlaid in one colour each:
 - loss.png         training loss and evaluation loss against the training step
 - exact_match.png  evaluation exact match (%), span selection
 - f1.png           evaluation F1 (%), span selection
-- accuracy.png     evaluation accuracy (%), paragraph selection
+- accuracy.png     evaluation accuracy (%), paragraph selection and intent classification
+- joint_accuracy.png  evaluation joint accuracy and token accuracy (%), slot tagging
+- entity_f1.png    evaluation entity F1 (%, seqeval), slot tagging
 - results.md, results.csv  one row per run: steps, final train loss, final and best evaluation metrics, train runtime
 
 A curve has as many points as the run logged: train with `--logging_steps N --eval_strategy steps --eval_steps N`
@@ -89,9 +92,16 @@ TRAIN_LOSS = Metric(
 EVAL_LOSS = Metric("eval_loss", "eval_loss", "evaluation loss", "cross-entropy loss", higher_is_better=False)
 EXACT_MATCH = Metric("eval_exact_match", "exact_match_pct", "evaluation exact match", "exact match (%)")
 F1 = Metric("eval_f1", "f1_pct", "evaluation F1", "F1 (%)")
-# run_swag.py logs accuracy in [0, 1]; shown in % like exact match and F1.
+# run_swag.py, run_intent.py and run_slot.py log accuracies and entity F1 in [0, 1]; shown in % like exact match and F1.
 ACCURACY = Metric("eval_accuracy", "accuracy_pct", "evaluation accuracy", "accuracy (%)", scale=100.0)
-METRICS = (TRAIN_LOSS, EVAL_LOSS, EXACT_MATCH, F1, ACCURACY)
+JOINT_ACCURACY = Metric(
+    "eval_joint_accuracy", "joint_accuracy_pct", "evaluation joint accuracy", "joint accuracy (%)", scale=100.0
+)
+TOKEN_ACCURACY = Metric(
+    "eval_token_accuracy", "token_accuracy_pct", "evaluation token accuracy", "token accuracy (%)", scale=100.0
+)
+ENTITY_F1 = Metric("eval_entity_f1", "entity_f1_pct", "evaluation entity F1", "entity F1 (%)", scale=100.0)
+METRICS = (TRAIN_LOSS, EVAL_LOSS, EXACT_MATCH, F1, ACCURACY, JOINT_ACCURACY, TOKEN_ACCURACY, ENTITY_F1)
 
 
 @dataclass(frozen=True)
@@ -105,7 +115,9 @@ FIGURES = (
     FigureSpec("loss.png", "Loss", (TRAIN_LOSS, EVAL_LOSS)),
     FigureSpec("exact_match.png", "Span selection: evaluation exact match", (EXACT_MATCH,)),
     FigureSpec("f1.png", "Span selection: evaluation F1", (F1,)),
-    FigureSpec("accuracy.png", "Paragraph selection: evaluation accuracy", (ACCURACY,)),
+    FigureSpec("accuracy.png", "Paragraph selection / intent classification: evaluation accuracy", (ACCURACY,)),
+    FigureSpec("joint_accuracy.png", "Slot tagging: evaluation accuracy", (JOINT_ACCURACY, TOKEN_ACCURACY)),
+    FigureSpec("entity_f1.png", "Slot tagging: evaluation entity F1 (seqeval)", (ENTITY_F1,)),
 )
 
 
@@ -154,7 +166,7 @@ def find_trainer_state(run_dir: Path) -> Path:
     if not checkpoints:
         raise InputError(
             f"{run_dir}: no trainer logs (no trainer_state.json in it or in a checkpoint-* folder); "
-            "expected the --output_dir of run_swag.py or run_qa.py --do_train"
+            "expected the --output_dir of a training run (run_swag.py, run_qa.py, run_intent.py or run_slot.py)"
         )
     return max(checkpoints)[1]
 
@@ -346,7 +358,7 @@ def summarize(run: Run) -> dict[str, object]:
     row: dict[str, object] = {"run": run.name, "steps": run.steps}
     losses = run.curve(TRAIN_LOSS)[1]
     row["final_train_loss"] = losses[-1] if losses else None
-    for metric in (EVAL_LOSS, ACCURACY, EXACT_MATCH, F1):
+    for metric in (EVAL_LOSS, ACCURACY, EXACT_MATCH, F1, JOINT_ACCURACY, TOKEN_ACCURACY, ENTITY_F1):
         values = run.curve(metric)[1]
         best = max if metric.higher_is_better else min
         row[f"final_{metric.column}"] = values[-1] if values else None
@@ -368,6 +380,12 @@ TABLE_COLUMNS = (
     ("best_exact_match_pct", "best EM (%)", 2),
     ("final_f1_pct", "final F1 (%)", 2),
     ("best_f1_pct", "best F1 (%)", 2),
+    ("final_joint_accuracy_pct", "final joint accuracy (%)", 2),
+    ("best_joint_accuracy_pct", "best joint accuracy (%)", 2),
+    ("final_token_accuracy_pct", "final token accuracy (%)", 2),
+    ("best_token_accuracy_pct", "best token accuracy (%)", 2),
+    ("final_entity_f1_pct", "final entity F1 (%)", 2),
+    ("best_entity_f1_pct", "best entity F1 (%)", 2),
     ("train_runtime_s", "train runtime", None),
 )
 
@@ -398,7 +416,7 @@ def results_markdown(rows: list[dict]) -> str:
     ]
     for row in rows:
         lines.append("| " + " | ".join(_markdown_cell(key, row[key], decimals) for key, _, decimals in columns) + " |")
-    note = "Final: the last value logged; best: the highest (the lowest for losses). EM, F1 and accuracy in %."
+    note = "Final: the last value logged; best: the highest (the lowest for losses). Metrics other than losses in %."
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
@@ -434,7 +452,8 @@ def parse_command_line(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="+",
         type=Path,
         metavar="RUN_DIR",
-        help="--output_dir of a run_swag.py or run_qa.py training run (holds trainer_state.json).",
+        help="--output_dir of a training run: run_swag.py, run_qa.py, run_intent.py or run_slot.py (holds "
+        "trainer_state.json).",
     )
     parser.add_argument(
         "--output_dir",

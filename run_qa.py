@@ -26,9 +26,10 @@ from transformers.trainer_utils import speed_metrics
 from adl_data import InputError, load_context, load_questions, run_main, to_squad_examples, write_predictions_csv
 from common import (
     CheckedTrainingArguments,
-    DataArguments,
     ModelArguments,
+    QuestionDataArguments,
     checkpoint_to_resume,
+    evaluate_and_save,
     first_n,
     load_tokenizer_and_model,
     require_at_least,
@@ -50,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class SpanSelectionDataArguments(DataArguments):
+class SpanSelectionDataArguments(QuestionDataArguments):
     doc_stride: int = field(
         default=DOC_STRIDE, metadata={"help": "Tokens shared by consecutive windows of a long paragraph."}
     )
@@ -207,10 +208,7 @@ def main():
         train_and_save(trainer, resume_from, train_samples=len(features["train"]))
 
     if training_args.do_eval:
-        metrics = trainer.evaluate(output_dir=training_args.output_dir)
-        metrics["eval_samples"] = len(examples["eval"])
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
+        evaluate_and_save(trainer, eval_samples=len(examples["eval"]), output_dir=training_args.output_dir)
 
     if training_args.do_predict:
         answers = trainer.predict(features["predict"], examples["predict"], output_dir=training_args.output_dir)

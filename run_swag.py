@@ -25,9 +25,10 @@ from transformers import AutoModelForMultipleChoice, Trainer
 from adl_data import InputError, load_context, load_questions, run_main, to_multiple_choice_examples, write_json
 from common import (
     CheckedTrainingArguments,
-    DataArguments,
     ModelArguments,
+    QuestionDataArguments,
     checkpoint_to_resume,
+    compute_accuracy,
     first_n,
     load_tokenizer_and_model,
     start_run,
@@ -74,11 +75,6 @@ class MultipleChoiceTrainer(Trainer):
         return None, mask_filler_choices(logits, choice_mask).detach(), None
 
 
-def compute_accuracy(eval_prediction):
-    predicted = np.argmax(eval_prediction.predictions, axis=1)
-    return {"accuracy": float((predicted == eval_prediction.label_ids).mean())}
-
-
 def chosen_paragraphs(questions, logits):
     """{question id: the index (into context.json) of its highest-scoring candidate paragraph}."""
     best = np.argmax(logits, axis=1)
@@ -104,7 +100,7 @@ def build_dataset(questions, context, tokenizer, data_args, description):
 
 def main():
     model_args, data_args, training_args = start_run(
-        (ModelArguments, DataArguments, ParagraphSelectionTrainingArguments)
+        (ModelArguments, QuestionDataArguments, ParagraphSelectionTrainingArguments)
     )
 
     # Read and validate every input before anything is written.

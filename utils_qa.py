@@ -103,7 +103,8 @@ def tokenize_texts(texts, tokenizer):
             for encoding in backend.encode_batch(batch, add_special_tokens=False):
                 results.append(
                     TokenizedText(
-                        np.array(encoding.ids, dtype=np.int64), np.array(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+                        np.array(encoding.ids, dtype=np.int64),
+                        np.array(encoding.offsets, dtype=np.int64).reshape(-1, 2),
                     )
                 )
             batch.clear()
@@ -357,7 +358,9 @@ def _window_features(examples, tokenizer, max_seq_length, doc_stride, pad_to_max
     features = collections.defaultdict(list)
     for example_index, (question, context) in enumerate(zip(questions, contexts)):
         for window in question_windows(question, tokens[context], template, max_seq_length, doc_stride):
-            for name, values in _model_inputs(window.input_ids, window.token_type_ids, pad_to, tokenizer.pad_token_id).items():
+            for name, values in _model_inputs(
+                window.input_ids, window.token_type_ids, pad_to, tokenizer.pad_token_id
+            ).items():
                 features[name].append(values)
             features["example_index"].append(example_index)
             features["windows"].append(window)
@@ -416,6 +419,7 @@ def prepare_validation_features(
     ]
     del features["windows"], features["example_index"]
     return dict(features)
+
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Span selection: post-processing
@@ -549,7 +553,9 @@ def postprocess_qa_predictions(
     all_start_logits = [np.asarray(logits, dtype=np.float32) for logits in all_start_logits]
     all_end_logits = [np.asarray(logits, dtype=np.float32) for logits in all_end_logits]
     all_char_starts, all_char_ends = zip(*map(_offsets_as_arrays, features["offset_mapping"]))
-    best_spans = best_spans_of_windows(all_start_logits, all_end_logits, all_char_starts, max_answer_length, n_best_size)
+    best_spans = best_spans_of_windows(
+        all_start_logits, all_end_logits, all_char_starts, max_answer_length, n_best_size
+    )
 
     answers = collections.OrderedDict()
     nbest_of_example = collections.OrderedDict()
@@ -557,8 +563,11 @@ def postprocess_qa_predictions(
     for example_id, context in zip(examples["id"], examples["context"]):
         windows = windows_of_example[example_id]
         merged = merge_character_spans(
-            [character_spans(best_spans[w], all_char_starts[w], all_char_ends[w]) + (np.full(len(best_spans[w].scores), w),)
-             for w in windows],
+            [
+                character_spans(best_spans[w], all_char_starts[w], all_char_ends[w])
+                + (np.full(len(best_spans[w].scores), w),)
+                for w in windows
+            ],
             n_best_size,
         )
         candidates = []

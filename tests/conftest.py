@@ -54,6 +54,18 @@ def tokenizer(tiny_base):
     return AutoTokenizer.from_pretrained(tiny_base)
 
 
+def call_failing(main, argv, monkeypatch, capsys):
+    """Runs an entry point in this process, as run_main does for a user, with the command line `argv`; it must exit.
+    Returns (exit code, last line on stderr)."""
+    from adl_data import run_main
+
+    monkeypatch.setattr(sys, "argv", list(map(str, argv)))
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(main)
+    lines = capsys.readouterr().err.strip().splitlines()
+    return exit_info.value.code, lines[-1] if lines else ""
+
+
 def run_script(*args, cwd=None, env=None, check=True, timeout=600):
     """Runs a project script (python file or shell script) as a user would, returning the CompletedProcess."""
     command = [sys.executable, *map(str, args)] if str(args[0]).endswith(".py") else ["bash", *map(str, args)]
@@ -64,3 +76,73 @@ def run_script(*args, cwd=None, env=None, check=True, timeout=600):
     if check and result.returncode != 0:
         raise AssertionError(f"{command} exited {result.returncode}\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}")
     return result
+
+
+# --- Intent classification and slot tagging (run_intent.py, run_slot.py): small English data made here ------------
+
+SLOT_VALUES = {
+    "people": [["two"], ["three", "people"], ["five", "of", "us"], ["4"]],
+    "time": [["7", "pm"], ["noon"], ["10:30am"]],
+    "date": [["tomorrow"], ["next", "friday"], ["august", "seventh"]],
+    "first_name": [["maria"], ["kenji"], ["lauderdale"]],
+    "last_name": [["smith"], ["nakamura"]],
+}
+SLOT_TEMPLATES = [
+    "i want a table for {people} at {time}",
+    "book it for {date} please",
+    "the reservation is under {first_name} {last_name}",
+    "can we come {date} at {time} with {people}",
+    "do you have a table by the window",
+]
+INTENT_TEMPLATES = {
+    "book_table": ["i want a table for {people}", "can you book a table at {time}"],
+    "cancel_reservation": ["cancel my booking for {date}", "please cancel the table under {first_name}"],
+    "greeting": ["hello there", "good morning {first_name}"],
+    "weather": ["will it rain {date}", "what is the weather at {time}"],
+}
+
+
+def _fill(template, index):
+    """The words and BIO tags of a template, its slots filled with the values at `index` (cycling)."""
+    tokens, tags = [], []
+    for word in template.split():
+        if word.startswith("{"):
+            slot = word[1:-1]
+            value = SLOT_VALUES[slot][index % len(SLOT_VALUES[slot])]
+            tokens += value
+            tags += [f"B-{slot}"] + [f"I-{slot}"] * (len(value) - 1)
+        else:
+            tokens.append(word)
+            tags.append("O")
+    return tokens, tags
+
+
+def slot_records(count, prefix, start=0):
+    """`count` slot records {"tokens", "tags", "id"}: each template in turn, with values varying."""
+    records = []
+    for index in range(start, start + count):
+        tokens, tags = _fill(SLOT_TEMPLATES[index % len(SLOT_TEMPLATES)], index // len(SLOT_TEMPLATES))
+        records.append({"tokens": tokens, "tags": tags, "id": f"{prefix}-{index}"})
+    return records
+
+
+def intent_records(count, prefix, start=0):
+    """`count` intent records {"text", "intent", "id"}, the intents in turn."""
+    intents = sorted(INTENT_TEMPLATES)
+    records = []
+    for index in range(start, start + count):
+        intent = intents[index % len(intents)]
+        templates = INTENT_TEMPLATES[intent]
+        tokens, _ = _fill(templates[index // len(intents) % len(templates)], index // len(intents))
+        records.append({"text": " ".join(tokens), "intent": intent, "id": f"{prefix}-{index}"})
+    return records
+
+
+@pytest.fixture(scope="session")
+def tiny_english_base(tmp_path_factory):
+    """A 2-layer, hidden-64 BERT config and an uncased word-piece tokenizer: characters, plus the 40 most frequent
+    words of the synthetic training utterances as whole tokens (the others are cut into characters)."""
+    from make_tiny_model import make_tiny_model
+
+    texts = [slot_records(60, "train"), intent_records(60, "train")]
+    return Path(make_tiny_model(tmp_path_factory.mktemp("tiny-english"), texts=texts, words=40))

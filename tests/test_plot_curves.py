@@ -92,6 +92,34 @@ def test_paragraph_selection_runs_get_accuracy_in_percent(tmp_path):
     assert axes.get_lines()[0].get_ydata()[-1] == pytest.approx(75.0)
 
 
+def slot_tagging_history(points=6):
+    """Like run_slot.py: joint accuracy, token accuracy and entity F1 in [0, 1]."""
+    history = []
+    for index in range(1, points + 1):
+        history.append({"loss": 2.0 - 0.2 * index, "step": 10 * index})
+        history.append({"eval_joint_accuracy": 0.1 * index, "eval_token_accuracy": 0.5 + 0.05 * index,
+                        "eval_entity_f1": 0.08 * index, "eval_entity_precision": 0.5, "eval_loss": 1.0,
+                        "step": 10 * index})
+    return history
+
+
+def test_slot_tagging_runs_get_joint_and_token_accuracy_and_entity_f1_in_percent(tmp_path):
+    history = slot_tagging_history()
+    history[5]["eval_joint_accuracy"] = 0.9  # the evaluation at step 30
+    run = load(make_run(tmp_path / "slot", history))
+    figures = plot_curves.make_figures([run])
+    assert list(figures) == ["loss.png", "joint_accuracy.png", "entity_f1.png"]
+    joint, token = figures["joint_accuracy.png"].axes
+    assert [joint.get_title(), token.get_title()] == ["Evaluation joint accuracy", "Evaluation token accuracy"]
+    assert list(joint.get_lines()[0].get_ydata()) == pytest.approx([10, 20, 90, 40, 50, 60])
+    assert token.get_ylabel() == "token accuracy (%)" and token.get_lines()[0].get_ydata()[-1] == pytest.approx(80)
+    assert figures["entity_f1.png"].axes[0].get_lines()[0].get_ydata()[-1] == pytest.approx(48)
+    row = plot_curves.summarize(run)
+    assert row["best_joint_accuracy_pct"] == pytest.approx(90) and row["final_joint_accuracy_pct"] == pytest.approx(60)
+    assert row["best_entity_f1_pct"] == pytest.approx(48) and row["final_accuracy_pct"] is None
+    assert "| final joint accuracy (%) | best joint accuracy (%) |" in plot_curves.results_markdown([row])
+
+
 def test_only_the_panels_with_data_are_drawn(tmp_path):
     history = [{"loss": 2.0 - 0.1 * step, "step": step} for step in range(1, 8)]
     figures = plot_curves.make_figures([load(make_run(tmp_path / "train-only", history))])

@@ -11,7 +11,7 @@ import pytest
 import run_qa
 import run_swag
 from adl_data import run_main
-from conftest import SAMPLES, read_json, run_script, write_json
+from conftest import SAMPLES, call_failing, read_json, run_script, write_json
 
 SCRIPTS = {"run_swag.py": run_swag.main, "run_qa.py": run_qa.main}
 
@@ -22,11 +22,7 @@ def good_train(count=4):
 
 def call(script, monkeypatch, capsys, *args):
     """Runs `script`'s entry point with these command-line arguments; returns (exit code, last stderr line)."""
-    monkeypatch.setattr(sys, "argv", [script, *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        run_main(SCRIPTS[script])
-    lines = capsys.readouterr().err.strip().splitlines()
-    return exit_info.value.code, lines[-1] if lines else ""
+    return call_failing(SCRIPTS[script], [script, *args], monkeypatch, capsys)
 
 
 def train_args(tiny_base, train_file, output_dir, context=SAMPLES / "context.json"):

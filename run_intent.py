@@ -1,0 +1,111 @@
+"""Intent classification: which intent an utterance expresses ("are you a human" -> are_you_a_bot), as sequence
+classification of the whole utterance ([CLS] text [SEP]).
+
+The intents are those of --train_file (sorted), saved in the model's config (id2label / label2id), so the checkpoint
+predicts intent names; evaluation reports accuracy. Example (docs/intent-slot.md has the recommended hyperparameters):
+
+    python run_intent.py --model_name_or_path bert-base-uncased \
+        --train_file data/intent/train.json --validation_file data/intent/eval.json --test_file data/intent/test.json \
+        --do_train --do_eval --do_predict --output_dir outputs/intent
+
+With --do_predict it writes `pred.csv` to --output_dir: header `id,intent`, one row per test utterance in test order.
+"""
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from transformers import (
+    AutoModelForSequenceClassification,
+    DataCollatorWithPadding,
+    Trainer,
+)
+
+from adl_data import load_intent_utterances, run_main
+from common import (
+    CheckedTrainingArguments,
+    ModelArguments,
+    UtteranceDataArguments,
+    checkpoint_to_resume,
+    compute_accuracy,
+    evaluate_and_save,
+    load_labelled_splits,
+    load_tokenizer_and_model,
+    start_run,
+    task_label_names,
+    tokenize_utterances,
+    train_and_save,
+    write_submission,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class IntentTrainingArguments(CheckedTrainingArguments):
+    metric_for_best_model: str | None = field(
+        default="accuracy", metadata={"help": "Metric for --load_best_model_at_end and the best checkpoint."}
+    )
+
+
+def prepare_intent_features(examples, tokenizer, max_seq_length, pad_to_max_length=False, label2id=None):
+    """Tokenizes the utterances (examples["text"]), each cut to max_seq_length tokens; with `label2id` and
+    examples["intent"], adds `labels`, the intent ids."""
+    features = tokenizer(
+        examples["text"],
+        truncation=True,
+        max_length=max_seq_length,
+        padding="max_length" if pad_to_max_length else False,
+    )
+    if label2id is not None and "intent" in examples:
+        features["labels"] = [label2id[intent] for intent in examples["intent"]]
+    return features
+
+
+def main():
+    model_args, data_args, training_args = start_run((ModelArguments, UtteranceDataArguments, IntentTrainingArguments))
+
+    # Read and validate every input before anything is written.
+    splits, training_intents = load_labelled_splits(data_args, training_args, load_intent_utterances, "intent")
+    resume_from = checkpoint_to_resume(training_args)
+    tokenizer, model = load_tokenizer_and_model(
+        model_args,
+        AutoModelForSequenceClassification,
+        training_args.seed,
+        data_args.max_seq_length,
+        label_names=training_intents,
+    )
+    intent_names = task_label_names(model, model_args, data_args, splits, "intent")
+    label2id = {name: index for index, name in enumerate(intent_names)}
+    logger.info(f"{len(intent_names)} intents")
+
+    features = tokenize_utterances(splits, prepare_intent_features, tokenizer, data_args, label2id)
+    for split, utterances in splits.items():
+        logger.info(f"{split}: {len(utterances)} utterances")
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=features.get("train"),
+        eval_dataset=features.get("eval"),
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(
+            tokenizer, pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None
+        ),
+        compute_metrics=compute_accuracy,
+    )
+
+    if training_args.do_train:
+        train_and_save(trainer, resume_from, train_samples=len(features["train"]))
+
+    if training_args.do_eval:
+        evaluate_and_save(trainer, eval_samples=len(features["eval"]))
+
+    if training_args.do_predict:
+        logits = trainer.predict(features["predict"]).predictions
+        intents = [intent_names[index] for index in np.argmax(logits, axis=1)]
+        write_submission(trainer, splits["predict"], intents, "intent")
+
+
+if __name__ == "__main__":
+    run_main(main)
