@@ -386,8 +386,10 @@ def prepare_output_path(path, inputs=()):
     - a symbolic link is written through: the file it points to gets the output, the link stays;
     - a pipe, a character device (/dev/stdout, /dev/null) or another file that is not a regular file is written into
       directly, without a temporary file (it cannot be replaced);
-    - otherwise missing parent folders are created, and a probe file is created and removed in the folder, so that a
-      folder that cannot be written (read-only, full, /proc) fails now rather than after the inference.
+    - otherwise a probe file is created and removed in the folder (or, when folders are missing, in the nearest
+      existing one above it: the missing ones are created only when the output is written), so that a folder that
+      cannot be written (read-only, full, /proc) fails now rather than after the inference, and a run that fails
+      leaves nothing behind.
     """
     given = str(path)
     if given.endswith(("/", os.sep)):
@@ -408,16 +410,17 @@ def prepare_output_path(path, inputs=()):
             raise InputError(f"{given}: output path is the input file {input_path}; writing it would destroy it")
     if existing is not None and not stat.S_ISREG(existing.st_mode):
         return Path(given)  # /dev/stdout resolves to a pipe's name, which cannot be opened: keep the path given
+    folder = destination.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"{given}: cannot create the output folder ({folder} is a file)")
     try:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"{given}: cannot create the output folder ({error.strerror})") from None
-    try:
-        handle, probe = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".probe")
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=f".{destination.name}.", suffix=".probe")
         os.close(handle)
         os.unlink(probe)
     except OSError as error:
-        raise InputError(f"{given}: cannot write to folder {destination.parent} ({error.strerror})") from None
+        raise InputError(f"{given}: cannot write to folder {folder} ({error.strerror})") from None
     return destination
 
 
@@ -434,6 +437,10 @@ def write_atomically(path, write, inputs=()):
         except OSError as error:
             raise InputError(f"{path}: cannot write ({error.strerror})") from None
         return destination
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"{path}: cannot create the output folder ({error.strerror})") from None
     handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:

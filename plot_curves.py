@@ -339,6 +339,7 @@ def save_figure(figure: Figure, path: Path, dpi: int) -> Path:
     path = prepare_output_path(path)
     temporary = path.with_name(f".{path.name}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
             # One warning per missing character: find_font has already said which, and what to do, in one line.
             warnings.filterwarnings("ignore", message="Glyph .* missing from font")

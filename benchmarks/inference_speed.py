@@ -41,8 +41,10 @@ def make_checkpoints(root, config_name, context):
     base = make_tiny_model(root / "base", texts=[context], all_cjk=True, **CONFIGS[config_name])
     config, tokenizer = AutoConfig.from_pretrained(base), AutoTokenizer.from_pretrained(base)
     torch.manual_seed(0)
-    for stage, model_class in [("paragraph-selection", AutoModelForMultipleChoice),
-                               ("span-selection", AutoModelForQuestionAnswering)]:
+    for stage, model_class in [
+        ("paragraph-selection", AutoModelForMultipleChoice),
+        ("span-selection", AutoModelForQuestionAnswering),
+    ]:
         model_class.from_config(config).save_pretrained(root / stage)
         tokenizer.save_pretrained(root / stage)
     return root / "paragraph-selection", root / "span-selection"
@@ -55,7 +57,9 @@ def synchronize(device):
 
 def bare_forward_seconds(forward, encodings, pad_token_id, batch_size, device):
     """Time of the forward passes alone over the batches the pipeline makes, already on the device."""
-    batches = [[t.to(device) for t in tensors] for _, tensors in inference.padded_batches(encodings, pad_token_id, batch_size)]
+    batches = [
+        [t.to(device) for t in tensors] for _, tensors in inference.padded_batches(encodings, pad_token_id, batch_size)
+    ]
     with torch.inference_mode():
         forward(*batches[-1])  # warm-up (kernel selection, export guards) on the smallest batch
         synchronize(device)
@@ -67,11 +71,26 @@ def bare_forward_seconds(forward, encodings, pad_token_id, batch_size, device):
 
 
 def run_pipeline(args, export):
-    arguments = inference.parse_arguments([
-        "--context_file", str(args.context_file), "--test_file", str(args.test_file), "--output_file",
-        str(args.output_dir / f"pred-{export}.csv"), "--mc_model", str(args.mc_model), "--qa_model", str(args.qa_model),
-        "--export", export, "--device", args.device, "--batch_size", str(args.batch_size),
-    ])
+    arguments = inference.parse_arguments(
+        [
+            "--context_file",
+            str(args.context_file),
+            "--test_file",
+            str(args.test_file),
+            "--output_file",
+            str(args.output_dir / f"pred-{export}.csv"),
+            "--mc_model",
+            str(args.mc_model),
+            "--qa_model",
+            str(args.qa_model),
+            "--export",
+            export,
+            "--device",
+            args.device,
+            "--batch_size",
+            str(args.batch_size),
+        ]
+    )
     start = time.perf_counter()
     prediction = inference.predict(arguments)
     synchronize(torch.device(inference.choose_device(args.device)[0]))
@@ -101,10 +120,14 @@ def measure(args, export):
     pairs = inference.pair_encodings(questions, context, mc_tokenizer, arguments)
     with_chosen = [{**question, "relevant": paragraph} for question, paragraph in zip(questions, prediction.paragraphs)]
     _, windows = inference.window_encodings(with_chosen, context, qa_tokenizer, arguments)
-    bare1 = min(bare_forward_seconds(mc_forward, pairs, mc_tokenizer.pad_token_id, args.batch_size, device)
-                for _ in range(args.repeats))
-    bare2 = min(bare_forward_seconds(qa_forward, windows, qa_tokenizer.pad_token_id, args.batch_size, device)
-                for _ in range(args.repeats))
+    bare1 = min(
+        bare_forward_seconds(mc_forward, pairs, mc_tokenizer.pad_token_id, args.batch_size, device)
+        for _ in range(args.repeats)
+    )
+    bare2 = min(
+        bare_forward_seconds(qa_forward, windows, qa_tokenizer.pad_token_id, args.batch_size, device)
+        for _ in range(args.repeats)
+    )
 
     pipeline1 = sum(seconds for name, seconds in stage1.seconds.items() if name != "load/export")
     pipeline2 = sum(seconds for name, seconds in stage2.seconds.items() if name != "load/export")
@@ -158,7 +181,9 @@ def main():
 
     device = inference.choose_device(args.device)[0]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"config {args.config} {CONFIGS[args.config]}, {len(test)} questions, device {name}, torch {torch.__version__}")
+    print(
+        f"config {args.config} {CONFIGS[args.config]}, {len(test)} questions, device {name}, torch {torch.__version__}"
+    )
     results = []
     for export in args.exports:
         result = measure(args, export)
@@ -172,7 +197,9 @@ def main():
         )
         outside = result["outside_model_s"]
         bare = result["bare_stage1_s"] + result["bare_stage2_s"]
-        print(f"{'':>14}work outside the forward passes {outside:.2f} s: (bare + that) / bare = {(bare + outside) / bare:.3f}")
+        print(
+            f"{'':>14}work outside the forward passes {outside:.2f} s: (bare + that) / bare = {(bare + outside) / bare:.3f}"
+        )
         print(f"{'':>14}stage 1 {result['stage1_split']}, stage 2 {result['stage2_split']}")
     print(f"peak memory (max RSS) {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     if device.type == "cuda":

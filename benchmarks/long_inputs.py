@@ -53,8 +53,12 @@ def build_inputs(data_dir, length, questions, work):
 
 
 def oracle_answer(tokenizer, paragraph, answer_start, answer):
-    examples = {"id": ["long"], "question": [QUESTION[:500]], "context": [paragraph],
-                "answers": [{"text": [answer], "answer_start": [answer_start]}]}
+    examples = {
+        "id": ["long"],
+        "question": [QUESTION[:500]],
+        "context": [paragraph],
+        "answers": [{"text": [answer], "answer_start": [answer_start]}],
+    }
     features = prepare_validation_features(examples, tokenizer)
     labels = prepare_train_features(examples, tokenizer)
     start_logits, end_logits = [], []
@@ -77,35 +81,63 @@ def child(args):
     paragraph, answer_start, answer = build_inputs(args.data_dir, length, questions, work)
     # The smallest BERT: memory and windowing do not depend on the model, and a million characters make 3,500
     # windows per question.
-    base = make_tiny_model(work / "base", texts=[paragraph], all_cjk=True, num_layers=1, hidden_size=32,
-                           num_heads=1, intermediate_size=64)
+    base = make_tiny_model(
+        work / "base", texts=[paragraph], all_cjk=True, num_layers=1, hidden_size=32, num_heads=1, intermediate_size=64
+    )
     config, tokenizer = AutoConfig.from_pretrained(base), AutoTokenizer.from_pretrained(base)
     for stage, model_class in [("mc", AutoModelForMultipleChoice), ("qa", AutoModelForQuestionAnswering)]:
         model_class.from_config(config).save_pretrained(work / stage)
         tokenizer.save_pretrained(work / stage)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    prediction = inference.predict(inference.parse_arguments([
-        "--context_file", str(work / "context.json"), "--test_file", str(work / "test.json"),
-        "--output_file", str(work / "pred.csv"), "--mc_model", str(work / "mc"), "--qa_model", str(work / "qa"),
-        "--device", "cpu", "--batch_size", "16",
-    ]))
+    prediction = inference.predict(
+        inference.parse_arguments(
+            [
+                "--context_file",
+                str(work / "context.json"),
+                "--test_file",
+                str(work / "test.json"),
+                "--output_file",
+                str(work / "pred.csv"),
+                "--mc_model",
+                str(work / "mc"),
+                "--qa_model",
+                str(work / "qa"),
+                "--device",
+                "cpu",
+                "--batch_size",
+                "16",
+            ]
+        )
+    )
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     predicted, windows, labelled = oracle_answer(tokenizer, paragraph, answer_start, answer)
-    print(json.dumps({
-        "length": length, "questions": questions, "windows": windows, "labelled_windows": labelled,
-        "inference_windows": prediction.stages[1].sequences, "oracle_found": predicted == answer,
-        "inference_s": round(seconds, 2), "peak_rss_mib": round(peak / 1024),
-        "rss_before_inference_mib": round(before / 1024), "torch_threads": torch.get_num_threads(),
-    }))
+    print(
+        json.dumps(
+            {
+                "length": length,
+                "questions": questions,
+                "windows": windows,
+                "labelled_windows": labelled,
+                "inference_windows": prediction.stages[1].sequences,
+                "oracle_found": predicted == answer,
+                "inference_s": round(seconds, 2),
+                "peak_rss_mib": round(peak / 1024),
+                "rss_before_inference_mib": round(before / 1024),
+                "torch_threads": torch.get_num_threads(),
+            }
+        )
+    )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_dir", type=Path, required=True, help="ADL folder whose paragraphs fill the long one.")
     parser.add_argument(
-        "--cases", nargs="+", default=["2000x1", "20000x1", "100000x1", "1000000x1", "1000000x3", "1000000x20"],
+        "--cases",
+        nargs="+",
+        default=["2000x1", "20000x1", "100000x1", "1000000x1", "1000000x3", "1000000x20"],
         help="LENGTHxN: N questions on one paragraph of LENGTH characters.",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -113,14 +145,19 @@ def main():
     if args.child:
         return child(args)
     for case in args.cases:
-        result = subprocess.run([sys.executable, __file__, "--data_dir", str(args.data_dir), "--child", case],
-                                capture_output=True, text=True, check=True)
+        result = subprocess.run(
+            [sys.executable, __file__, "--data_dir", str(args.data_dir), "--child", case],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         row = json.loads(result.stdout.strip().splitlines()[-1])
         print(
             f"paragraph {row['length']:>9,} characters, {row['questions']:>2} question(s) of 500: {row['windows']} "
             f"windows per question, answer labelled in {row['labelled_windows']}, oracle finds it: "
             f"{row['oracle_found']}; inference {row['inference_s']} s ({row['inference_windows']} windows in stage 2), "
-            f"peak RSS {row['peak_rss_mib']} MiB ({row['rss_before_inference_mib']} MiB before inference)", flush=True
+            f"peak RSS {row['peak_rss_mib']} MiB ({row['rss_before_inference_mib']} MiB before inference)",
+            flush=True,
         )
 
 

@@ -83,7 +83,9 @@ def check(name, examples, tokenizer, max_seq_length, doc_stride):
         index = index_of[example_id]
         offsets = features["offset_mapping"][i]
         labelled += 1
-        decoded_right += examples["context"][index][offsets[start][0] : offsets[end][1]] == examples["answers"][index]["text"][0]
+        decoded_right += (
+            examples["context"][index][offsets[start][0] : offsets[end][1]] == examples["answers"][index]["text"][0]
+        )
 
     started = time.perf_counter()
     # Any answer that fits in a window may be predicted: only the offsets are under test here.
