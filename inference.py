@@ -24,6 +24,7 @@ no partial output (adl_data.write_atomically has the rules for links, devices an
 import argparse
 import collections
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -145,6 +146,13 @@ def parse_arguments(argv=None):
     )
     parser.add_argument(
         "--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: the GPU if there is one."
+    )
+    parser.add_argument(
+        "--overlap",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="Prepare the next batches and post-process the finished ones in background threads while the model "
+        "runs (auto: on a GPU, where it hides the CPU work; on a CPU the threads only compete for the same cores).",
     )
     parser.add_argument("--max_seq_length", type=positive_int, default=MAX_SEQ_LENGTH, help="Tokens per sequence.")
     parser.add_argument(
@@ -436,17 +444,6 @@ def padded_batches(sequences, pad_token_id, batch_size):
         yield positions, [torch.from_numpy(array) for array in (input_ids, attention_mask, token_type_ids)]
 
 
-def _chunks(items, size):
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def _in_background(iterator, depth=2):
     """Runs `iterator` in a thread, up to `depth` items ahead of the consumer; its exceptions are raised here."""
     items = queue.Queue(maxsize=depth)
@@ -483,52 +480,63 @@ def _in_background(iterator, depth=2):
 
 
 def run_model(keyed_sequences, forward, pad_token_id, args, device, stats, consume, overlap):
-    """Runs `forward` over `keyed_sequences` ((key, input_ids, token_type_ids) triples, any number), a chunk of
-    SEQUENCES_PER_CHUNK at a time, and calls consume(keys, outputs) once per chunk, in order; outputs holds per
-    sequence a tuple of arrays trimmed to its length (or a scalar score).
+    """Runs `forward` over `keyed_sequences` ((key, input_ids, token_type_ids) triples, any number) and calls
+    consume(keys, outputs) once per batch, in order; outputs holds per sequence a tuple of arrays trimmed to its
+    length (or a scalar score). Sequences are taken a chunk of SEQUENCES_PER_CHUNK at a time, sorted by length within
+    the chunk, and each batch is padded to its own longest.
 
-    With `overlap`, preparing the batches and consuming the outputs run in threads beside the forward passes."""
+    With `overlap`, preparing the batches (assembling and padding) and consuming the outputs run in two threads beside
+    the forward passes, so that on a GPU the CPU work hides behind the device's."""
 
-    def batches_of_chunks():
-        for chunk in _chunks(keyed_sequences, SEQUENCES_PER_CHUNK):
+    def prepared_batches():
+        sequences = iter(keyed_sequences)
+        while True:
             start = time.perf_counter()
-            sequences = [(input_ids, token_type_ids) for _, input_ids, token_type_ids in chunk]
-            batches = list(padded_batches(sequences, pad_token_id, args.batch_size))
-            if device.type == "cuda":
-                batches = [(positions, [t.pin_memory() for t in tensors]) for positions, tensors in batches]
+            chunk = list(itertools.islice(sequences, SEQUENCES_PER_CHUNK))
+            if not chunk:
+                return
+            lengths = [len(input_ids) for _, input_ids, _ in chunk]
+            batches = padded_batches([(ids, types) for _, ids, types in chunk], pad_token_id, args.batch_size)
             stats.add_time("prepare", time.perf_counter() - start)
-            yield [key for key, _, _ in chunk], [len(ids) for ids, _ in sequences], batches
+            while True:
+                start = time.perf_counter()
+                batch = next(batches, None)
+                if batch is None:
+                    break
+                positions, tensors = batch
+                if device.type == "cuda":
+                    tensors = [tensor.pin_memory() for tensor in tensors]
+                stats.add_time("prepare", time.perf_counter() - start)
+                yield [chunk[p][0] for p in positions], [lengths[p] for p in positions], tensors
 
     def consume_timed(keys, outputs):
         start = time.perf_counter()
         consume(keys, outputs)
         stats.add_time("post-process", time.perf_counter() - start)
 
-    chunks = _in_background(batches_of_chunks()) if overlap else batches_of_chunks()
+    batches = _in_background(prepared_batches(), depth=4) if overlap else prepared_batches()
     with (
         torch.inference_mode(),
         ThreadPoolExecutor(max_workers=1) as consumer,
         tqdm(desc=stats.name, unit="seq", leave=False, disable=None) as progress,
     ):
         pending = []
-        for keys, lengths, batches in chunks:
+        for keys, lengths, tensors in batches:
             start = time.perf_counter()
-            outputs = [None] * len(keys)
-            for positions, tensors in batches:
-                stats.padded_tokens += sum(tensors[0].shape[1] - lengths[p] for p in positions)
-                inputs = [tensor.to(device, non_blocking=True) for tensor in tensors]
-                results = [output.float().cpu().numpy() for output in forward(*inputs)]
-                for row, position in enumerate(positions):
-                    outputs[position] = tuple(
-                        result[row, : lengths[position]] if result.ndim == 2 else result[row] for result in results
-                    )
-                progress.update(len(positions))
+            inputs = [tensor.to(device, non_blocking=True) for tensor in tensors]
+            results = [output.float().cpu().numpy() for output in forward(*inputs)]
+            outputs = [
+                tuple(result[row, :length] if result.ndim == 2 else result[row] for result in results)
+                for row, length in enumerate(lengths)
+            ]
             stats.add_time("model", time.perf_counter() - start)
             stats.sequences += len(keys)
             stats.tokens += sum(lengths)
+            stats.padded_tokens += len(keys) * tensors[0].shape[1] - sum(lengths)
+            progress.update(len(keys))
             if overlap:
                 pending.append(consumer.submit(consume_timed, keys, outputs))
-                while len(pending) > 1:
+                while len(pending) > 4:
                     pending.pop(0).result()
             else:
                 consume_timed(keys, outputs)
@@ -662,7 +670,7 @@ def predict(args):
     if args.analysis_dir and not labelled:
         raise InputError(f"{args.test_file}: --analysis_dir needs labelled questions (with 'relevant' and 'answer')")
     device, dtype = choose_device(args.device)
-    overlap = device.type == "cuda"
+    overlap = args.overlap == "on" or (args.overlap == "auto" and device.type == "cuda")
 
     start = time.perf_counter()
     mc_members = load_members(args.mc_model, PARAGRAPH_SELECTION, args, device, dtype)

@@ -466,8 +466,12 @@ def best_spans_of_windows(all_start_logits, all_end_logits, all_char_starts, max
         starts = np.sort(np.argpartition(-best_of_start, n_starts - 1, axis=1)[:, :n_starts], axis=1)
         rows = np.arange(len(chunk))[:, None]
         scores = (start_scores[rows, starts][:, :, None] + ends_of_spans[rows, starts]).reshape(len(chunk), -1)
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :n_best_size]
-        top_scores = np.take_along_axis(scores, order, axis=1)
+        k = min(n_best_size, scores.shape[1])
+        top = np.sort(np.argpartition(-scores, k - 1, axis=1)[:, :k], axis=1)
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        best_first = np.argsort(-top_scores, axis=1, kind="stable")
+        order = np.take_along_axis(top, best_first, axis=1)
+        top_scores = np.take_along_axis(top_scores, best_first, axis=1)
         log_partitions = _log_partitions(start_scores, end_scores, max_answer_length)
         for row in range(len(chunk)):
             valid = np.isfinite(top_scores[row])
@@ -619,7 +623,15 @@ def postprocess_qa_predictions(
 
 def _offsets_as_arrays(offsets):
     """(char_starts, char_ends) of a window's tokens, -1 where the offset is None (not a paragraph token)."""
-    pairs = np.array([offset if offset is not None else (-1, -1) for offset in offsets], dtype=np.int64).reshape(-1, 2)
+    pairs = np.full((len(offsets), 2), -1, dtype=np.int64)
+    inside = [i for i, offset in enumerate(offsets) if offset is not None]
+    if inside:
+        # The paragraph's tokens are one run (windows put the paragraph between the question and the last [SEP]).
+        first, last = inside[0], inside[-1] + 1
+        if len(inside) == last - first:
+            pairs[first:last] = offsets[first:last]
+        else:
+            pairs[inside] = [offsets[i] for i in inside]
     return pairs[:, 0], pairs[:, 1]
 
 
