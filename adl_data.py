@@ -97,7 +97,7 @@ def load_questions(path, context, need_relevant=False, need_answer=False):
         where = f"{path}: record {index}"
         if not isinstance(record, dict):
             raise InputError(f"{where}: expected a JSON object, found {_json_type(record)}")
-        question_id = _field(record, "id", str, where)
+        question_id = required_field(record, "id", str, where)
         where = f"{path}: record {index} (id {question_id!r})"
         if not question_id.strip():
             raise InputError(f"{where}: field 'id': is empty")
@@ -105,11 +105,11 @@ def load_questions(path, context, need_relevant=False, need_answer=False):
             raise InputError(f"{where}: field 'id': duplicate of record {first_index_of_id[question_id]}")
         first_index_of_id[question_id] = index
 
-        question = _field(record, "question", str, where)
+        question = required_field(record, "question", str, where)
         if not question.strip():
             raise InputError(f"{where}: field 'question': is empty")
 
-        paragraph_ids = _field(record, "paragraphs", list, where)
+        paragraph_ids = required_field(record, "paragraphs", list, where)
         if not paragraph_ids:
             raise InputError(f"{where}: field 'paragraphs': is empty, expected at least one paragraph index")
         for position, paragraph_id in enumerate(paragraph_ids):
@@ -117,7 +117,7 @@ def load_questions(path, context, need_relevant=False, need_answer=False):
         clean = {"id": question_id, "question": question, "paragraphs": list(paragraph_ids)}
 
         if need_relevant:
-            relevant = _field(record, "relevant", int, where)
+            relevant = required_field(record, "relevant", int, where)
             _check_paragraph_index(relevant, context, f"{where}: field 'relevant'")
             if relevant not in paragraph_ids:
                 raise InputError(
@@ -132,30 +132,43 @@ def load_questions(path, context, need_relevant=False, need_answer=False):
 
 
 def _checked_answer(record, paragraph, where):
-    answer = _field(record, "answer", dict, where)
-    text = _field(answer, "text", str, f"{where}: field 'answer'")
-    start = _field(answer, "start", int, f"{where}: field 'answer'")
+    answer = required_field(record, "answer", dict, where)
+    text = required_field(answer, "text", str, f"{where}: field 'answer'")
+    start = required_field(answer, "start", int, f"{where}: field 'answer'")
     if not text.strip():
         raise InputError(f"{where}: field 'answer.text': is empty")
-    if start >= 0 and paragraph.startswith(text, start):
+    located, occurrences = locate_answer(paragraph, text, start)
+    if located == start:
         return {"text": text, "start": start}
-
-    occurrences = _find_all(paragraph, text)
-    if len(occurrences) == 1:
+    if located is not None:
         logger.warning(
             "%s: field 'answer.start': %r is not at %d; repaired to %d, its only occurrence in the paragraph",
             where,
             text,
             start,
-            occurrences[0],
+            located,
         )
-        return {"text": text, "start": occurrences[0]}
+        return {"text": text, "start": located}
     if not occurrences:
         raise InputError(f"{where}: field 'answer.text': {text!r} does not occur in paragraph {record['relevant']}")
     raise InputError(
         f"{where}: field 'answer.start': {text!r} is not at {start} and occurs {len(occurrences)} times "
         f"in paragraph {record['relevant']} (at {occurrences[:5]}), so it cannot be repaired"
     )
+
+
+def locate_answer(paragraph, text, start):
+    """Where the answer `text`, said to start at `start`, is in `paragraph`: returns (start or None, occurrences).
+
+    The start is `start` itself when the text is there, else the text's only occurrence (a repair); None when the text
+    occurs nowhere or several times (no way to tell which one is meant). `occurrences` lists every offset of the text
+    when `start` was wrong (empty when it was right or the text is absent). Callers decide what a failure means:
+    load_questions raises InputError, convert_squad.py drops the question and counts it.
+    """
+    if start >= 0 and paragraph.startswith(text, start):
+        return start, []
+    occurrences = _find_all(paragraph, text)
+    return (occurrences[0] if len(occurrences) == 1 else None), occurrences
 
 
 def _find_all(text, sub):
@@ -166,7 +179,8 @@ def _find_all(text, sub):
     return positions
 
 
-def _field(record, name, expected_type, where):
+def required_field(record, name, expected_type, where):
+    """record[name], checked to be of `expected_type`; an InputError naming `where` and the field otherwise."""
     if name not in record:
         raise InputError(f"{where}: field '{name}': missing")
     value = record[name]
