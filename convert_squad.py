@@ -162,7 +162,7 @@ def read_question_texts(path):
 
 
 def check_unique_ids(questions, base_questions, base_file):
-    """Every question id once, among the inputs and the --merge_into train.json (`base_file`, for the message)."""
+    """Every question id once, among the converted questions and the --merge_into train.json (`base_file`)."""
     first_source = {question["id"]: str(base_file) for question in base_questions}
     for question in questions:
         if question.id in first_source:
@@ -252,10 +252,18 @@ def merge_paragraphs(base_context, paragraphs):
 
 
 def convert(
-    questions, paragraphs, num_candidates, seed, excluded_questions=frozenset(), base_context=(), base_questions=()
+    questions,
+    paragraphs,
+    num_candidates,
+    seed,
+    excluded_questions=frozenset(),
+    base_context=(),
+    base_questions=(),
+    base_file=None,
 ):
-    """The ADL context and train records: `base_*` followed by the converted questions; and the report, a Counter of
-    outcomes ("read", "kept", "repaired", EXCLUDED, the drop reasons) per input file."""
+    """The ADL context and train records: `base_*` (read from --merge_into, train.json being `base_file`) followed by
+    the converted questions; and the report, a Counter of outcomes ("read", "kept", REPAIRED, EXCLUDED, the drop
+    reasons) per input file."""
     report = collections.defaultdict(collections.Counter)
     kept, answers = [], []
     for question in questions:
@@ -265,6 +273,8 @@ def convert(
         if answer is not None:
             kept.append(question)
             answers.append(answer)
+    # Only the questions that will be written: an excluded one may well be in the --merge_into train.json.
+    check_unique_ids(kept, base_questions, base_file)
 
     context, index_in_context = merge_paragraphs(base_context, paragraphs)
     records = list(base_questions)
@@ -325,9 +335,15 @@ def main(argv=None):
         excluded_questions |= read_question_texts(path)
 
     paragraphs, questions = read_squad_files(args.inputs)
-    check_unique_ids(questions, base_questions, base_file)
     context, records, report = convert(
-        questions, paragraphs, args.num_candidates, args.seed, excluded_questions, base_context, base_questions
+        questions,
+        paragraphs,
+        args.num_candidates,
+        args.seed,
+        excluded_questions,
+        base_context,
+        base_questions,
+        base_file,
     )
     for line in report_lines(report):
         print(line)

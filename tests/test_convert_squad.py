@@ -211,6 +211,27 @@ def test_a_sample_question_converted_again_is_excluded(tmp_path, sample_valid, s
     assert not (tmp_path / "out" / "train.json").exists()
 
 
+def test_an_id_of_the_merged_train_json_is_an_error_unless_its_question_is_excluded(
+    squad_file, tmp_path, sample_train, sample_context
+):
+    old = sample_train[0]
+    again = write_json(
+        tmp_path / "again.json",
+        squad(
+            (
+                sample_context[old["relevant"]],
+                [qa(old["id"], old["question"], (old["answer"]["text"], old["answer"]["start"]))],
+            )
+        ),
+    )
+    arguments = [str(squad_file), str(again), "--merge_into", str(SAMPLES), "--output_dir", str(tmp_path / "out")]
+    with pytest.raises(InputError, match=rf"{again}: question id '{old['id']}': also in .*train\.json"):
+        convert_squad.main(arguments)
+    report = convert_squad.main([*arguments, "--exclude", str(SAMPLES / "train.json")])
+    assert report[str(again)][EXCLUDED] == 1
+    assert len(read_json(tmp_path / "out" / "train.json")) == len(sample_train) + report[str(squad_file)]["kept"]
+
+
 @pytest.mark.parametrize(
     "content,message",
     [
