@@ -8,8 +8,9 @@
 # DATA_DIR holds raw/cmrc2018_dev.json and drcd-dev-adl/. Both arms get the same model (2 layers, hidden 128, a
 # character vocabulary of all the paragraphs plus every CJK ideograph), the same hyperparameters and the same number
 # of optimizer steps (so the same compute): the extra data takes the place of DRCD questions, not of extra steps.
-# Short windows (128 tokens for paragraph selection, 192 for span selection) and small batches (4 questions, 8
-# windows) keep it to about 45-60 minutes on 2 shared CPU cores; that is less than an epoch of either arm.
+# Short windows (128 tokens for paragraph selection, 192 for span selection), small batches (4 questions, 8 windows)
+# and few steps (less than half an epoch of either arm) keep it to about 6 minutes on 2 idle CPU cores, and under an
+# hour when other jobs load them (28 minutes for the figures in docs/extra-data.md).
 # PARAGRAPH_STEPS and SPAN_STEPS (default 300 and 400) change the number of steps of both arms, e.g. for a quick try.
 set -euo pipefail
 data=${1:?usage: bash benchmarks/extra_data_from_scratch.sh DATA_DIR [OUTPUT_ROOT]}
