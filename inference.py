@@ -21,7 +21,6 @@ Output files are checked before any model runs and written at the end through a 
 no partial output (adl_data.write_atomically has the rules for links, devices and pipes).
 """
 
-import argparse
 import collections
 import hashlib
 import itertools
@@ -41,20 +40,33 @@ import numpy as np
 import torch
 import transformers
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoModelForMultipleChoice, AutoModelForQuestionAnswering, AutoTokenizer
+from transformers import (
+    AutoConfig,
+    AutoModelForMultipleChoice,
+    AutoModelForQuestionAnswering,
+    AutoTokenizer,
+)
 
 import analysis
 from adl_data import (
+    ArgumentParser,
     InputError,
-    OneLineErrors,
     load_context,
     load_questions,
+    non_negative_int,
+    positive_int,
     prepare_output_path,
     run_main,
     write_json,
     write_predictions_csv,
 )
-from decoding import SpanCandidates, decode, merge_span_candidates, paragraph_log_probs, top_paragraphs
+from decoding import (
+    SpanCandidates,
+    decode,
+    merge_span_candidates,
+    paragraph_log_probs,
+    top_paragraphs,
+)
 from utils_qa import (
     DOC_STRIDE,
     MAX_ANSWER_LENGTH,
@@ -83,24 +95,6 @@ INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 TOP_K_PARAGRAPHS = 1
 # Sequences (pairs or windows) prepared, run and post-processed together: bounds memory to a few tens of MB.
 SEQUENCES_PER_CHUNK = 1024
-
-
-class ArgumentParser(OneLineErrors, argparse.ArgumentParser):
-    pass
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
 
 
 def parse_arguments(argv=None):
