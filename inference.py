@@ -542,18 +542,36 @@ def run_model(keyed_sequences, forward, pad_token_id, args, device, stats, consu
 # The two stages
 
 
+# Questions tokenized together, with their paragraphs: large enough for the tokenizer's batch calls to pay off, small
+# enough that, with --overlap, the first batches reach the device at once.
+QUESTIONS_PER_GROUP = 64
+
+
+def tokenized_groups(entries, paragraph_tokens, member, args, stats):
+    """Tokenizes `entries` ((question text, paragraph indices) pairs) a group of QUESTIONS_PER_GROUP at a time; yields
+    for each entry (its position, its question's token ids, {paragraph index: TokenizedText} of its group)."""
+    for group_start in range(0, len(entries), QUESTIONS_PER_GROUP):
+        start = time.perf_counter()
+        group = entries[group_start : group_start + QUESTIONS_PER_GROUP]
+        question_ids = question_token_ids(
+            [question for question, _ in group], member.tokenizer, args.max_question_length
+        )
+        tokens = paragraph_tokens.of(member.tokenizer, [p for _, paragraphs in group for p in paragraphs])
+        stats.add_time("tokenize", time.perf_counter() - start)
+        for offset, ids in enumerate(question_ids):
+            yield group_start + offset, ids, tokens
+
+
 def score_paragraphs(questions, paragraph_tokens, member, args, device, stats, overlap):
     """Stage 1 with one model: the score of each candidate paragraph of each question (a list of arrays)."""
-    start = time.perf_counter()
-    question_ids = question_token_ids([q["question"] for q in questions], member.tokenizer, args.max_question_length)
-    tokens = paragraph_tokens.of(member.tokenizer, [p for q in questions for p in q["paragraphs"]])
-    stats.add_time("tokenize", time.perf_counter() - start)
 
     def pairs():
-        for q, question in enumerate(questions):
-            room = member.template.room(question_ids[q], args.max_seq_length)
-            for c, paragraph in enumerate(question["paragraphs"]):
-                input_ids, token_type_ids, _ = member.template.assemble(question_ids[q], tokens[paragraph].ids[:room])
+        # Tokenized a group of questions at a time, in the thread that prepares the batches (with --overlap).
+        entries = [(q["question"], q["paragraphs"]) for q in questions]
+        for q, question_ids, tokens in tokenized_groups(entries, paragraph_tokens, member, args, stats):
+            room = member.template.room(question_ids, args.max_seq_length)
+            for c, paragraph in enumerate(questions[q]["paragraphs"]):
+                input_ids, token_type_ids, _ = member.template.assemble(question_ids, tokens[paragraph].ids[:room])
                 yield (q, c), input_ids, token_type_ids
 
     scores = [np.zeros(len(q["paragraphs"])) for q in questions]
@@ -569,23 +587,14 @@ def score_paragraphs(questions, paragraph_tokens, member, args, device, stats, o
 def find_spans(questions, requests, paragraph_tokens, member, args, device, stats, overlap):
     """Stage 2 with one model: the SpanCandidates of each (question position, paragraph index) request: the
     n_best_size best character spans of the paragraph with log P(span | question, paragraph)."""
-    start = time.perf_counter()
-    asked = sorted({q for q, _ in requests})
-    question_ids = dict(
-        zip(
-            asked,
-            question_token_ids([questions[q]["question"] for q in asked], member.tokenizer, args.max_question_length),
-        )
-    )
-    tokens = paragraph_tokens.of(member.tokenizer, [p for _, p in requests])
-    stats.add_time("tokenize", time.perf_counter() - start)
-
     windows = {}  # the Window of each sequence in flight: its characters are needed after the forward pass
 
     def sequences():
-        for r, (q, p) in enumerate(requests):
+        entries = [(questions[q]["question"], [p]) for q, p in requests]
+        for r, question_ids, tokens in tokenized_groups(entries, paragraph_tokens, member, args, stats):
+            paragraph = tokens[requests[r][1]]
             for w, window in enumerate(
-                question_windows(question_ids[q], tokens[p], member.template, args.max_seq_length, args.doc_stride)
+                question_windows(question_ids, paragraph, member.template, args.max_seq_length, args.doc_stride)
             ):
                 windows[(r, w)] = window
                 yield (r, w), window.input_ids, window.token_type_ids
