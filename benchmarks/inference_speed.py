@@ -10,7 +10,8 @@ of hidden size 128, `base` is bert-base-chinese's shape (12 layers, hidden 768).
 
 1. for each export, the whole pipeline (`inference.predict`: read the JSON, tokenize, both stages, post-process,
    write the CSV; loading the checkpoints excluded) against the bare forward passes of exactly the batches the
-   pipeline made (recorded during a run, already on the device), fastest of --repeats runs of each;
+   pipeline made (recorded during a run, already on the device), fastest of --repeats runs of each. An export
+   written EXPORT:device (e.g. none:device) decodes the spans on the device (--decode_on_device);
 2. the CPU work per question: the pipeline with forward passes that return zeros at once, so that everything left
    is reading, tokenizing, assembling, padding, post-processing and writing;
 3. the overlap: forward passes that sleep --sleep_ms per batch (releasing the GIL, as a GPU does), with the
@@ -114,29 +115,22 @@ class StandIn(torch.nn.Module):
 
 
 def run_pipeline(args, export, forwards=None, overlap="auto"):
-    """One run of inference.predict; `forwards(stage, member)` may replace each member's forward pass."""
-    arguments = inference.parse_arguments(
-        [
-            "--context_file",
-            str(args.context_file),
-            "--test_file",
-            str(args.test_file),
-            "--output_file",
-            str(args.output_dir / f"pred-{export}.csv"),
-            "--mc_model",
-            str(args.mc_model),
-            "--qa_model",
-            str(args.qa_model),
-            "--export",
-            export,
-            "--device",
-            args.device,
-            "--batch_size",
-            str(args.batch_size),
-            "--overlap",
-            overlap,
-        ]
-    )
+    """One run of inference.predict; `forwards(stage, member)` may replace each member's forward pass. `export` is an
+    --export value, with ":device" appended for --decode_on_device."""
+    kind, _, where = export.partition(":")
+    flags = {
+        "--context_file": args.context_file,
+        "--test_file": args.test_file,
+        "--output_file": args.output_dir / f"pred-{kind}-{where}.csv",
+        "--mc_model": args.mc_model,
+        "--qa_model": args.qa_model,
+        "--export": kind,
+        "--device": args.device,
+        "--batch_size": args.batch_size,
+        "--overlap": overlap,
+    }
+    argv = [str(item) for flag_and_value in flags.items() for item in flag_and_value]
+    arguments = inference.parse_arguments(argv + (["--decode_on_device"] if where == "device" else []))
     load_members = inference.load_members
     replaced = []
 
