@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -423,9 +424,12 @@ class ParagraphTokens:
     def __init__(self, context):
         self.context = context
         self.tokens = {}  # (tokenizer fingerprint, paragraph index) -> TokenizedText
+        self.fingerprints = weakref.WeakKeyDictionary()  # tokenizer -> its fingerprint
 
     def of(self, tokenizer, paragraph_indices):
-        fingerprint = _fingerprint(tokenizer)
+        if tokenizer not in self.fingerprints:
+            self.fingerprints[tokenizer] = _fingerprint(tokenizer)
+        fingerprint = self.fingerprints[tokenizer]
         missing = [p for p in dict.fromkeys(paragraph_indices) if (fingerprint, p) not in self.tokens]
         for p, tokens in zip(missing, tokenize_texts([self.context[p] for p in missing], tokenizer)):
             self.tokens[(fingerprint, p)] = tokens
