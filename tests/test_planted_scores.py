@@ -150,9 +150,10 @@ def test_the_planted_models_score_as_designed(planted_models, planted_data, toke
 
 @pytest.mark.parametrize("export", ["none", "torchscript", "torch_export"])
 def test_inference_gives_exactly_the_planted_answers(planted_models, planted_data, tmp_path, export):
-    """With every export, batch size, and spans decoded on the CPU or inside the exported model."""
+    """With every export, batch size, spans decoded on the CPU or inside the exported model, and the background
+    threads of a GPU run."""
     expected = {name: answer for name, (_, answer, _) in planted_data["expected"].items()}
-    for batch_size, decoding in ((1, []), (5, []), (3, ["--decode_on_device"])):
+    for batch_size, decoding in ((1, []), (5, []), (3, ["--decode_on_device", "--overlap", "on"])):
         output = tmp_path / f"pred-{batch_size}.csv"
         answers = infer(planted_models, planted_data, output, "--export", export, "--batch_size", batch_size, *decoding)
         assert answers == expected
