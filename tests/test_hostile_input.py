@@ -148,19 +148,24 @@ def test_outputs_that_would_destroy_an_input_or_cannot_be_written_are_refused_be
     models, small_test, tmp_path, capsys, case
 ):
     test_file = shutil.copy(small_test, tmp_path / "test.json")
-    before = (tmp_path / "test.json").read_bytes()
+    context_file = shutil.copy(SAMPLES / "context.json", tmp_path / "context.json")
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
     output, message = {
         "test file": (test_file, f"output path is the input file {test_file}"),
-        "context file": (SAMPLES / "context.json", "output path is the input file"),
+        "context file": (tmp_path / "link-to-context.json", f"output path is the input file {context_file}"),
         "trailing slash": (f"{tmp_path}/out/", "output path ends in '/', so it names a folder"),
         "under /proc": ("/proc/pred.csv", "cannot write to folder /proc"),
         "directory": (tmp_path, "output path is a directory"),
     }[case]
-    lines = expect_error(capsys, infer_args(models, output, test_file))
+    if case == "context file":  # the same file through a link
+        (tmp_path / "link-to-context.json").symlink_to(context_file)
+    argv = infer_args(models, output, test_file)
+    argv[1] = str(context_file)
+    lines = expect_error(capsys, argv)
     assert message in lines[-1]
     assert not any("Loaded the" in line for line in lines)  # refused before any model was loaded
-    assert (tmp_path / "test.json").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["test.json"]
+    after = {path.name: path.read_bytes() for path in tmp_path.iterdir() if not path.is_symlink()}
+    assert after == before
 
 
 # ---------------------------------------------------------------------------------------------------------------------
