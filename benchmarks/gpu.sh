@@ -4,8 +4,8 @@
 # bf16 is not supported). It prints, for eager PyTorch, TorchScript and torch.export (and eager and torch.export with
 # the spans decoded on the GPU, --decode_on_device): the pipeline's time and the
 # bare forward passes' over the same batches (their ratio), span decoding on the CPU and on the GPU, the time per stage, the CPU work per question, the overlap
-# of that work with the device (background threads off and on), and the wall time of `bash run.sh`. About 3-4
-# minutes on one H100.
+# of that work with the device (background threads off and on), and the wall time of `bash run.sh`. Sized to
+# finish in under 5 minutes on one GPU; not yet run on one (docs/benchmarks.md, "On a GPU").
 #
 #   bash benchmarks/gpu.sh [DATA_DIR]        # DATA_DIR: paragraphs to cut the data from (default: samples/)
 set -euo pipefail
