@@ -134,6 +134,12 @@ def test_locate_answer_says_where_without_raising():
     assert locate_answer(paragraph, "辛壬", -1) == (0, [0])
 
 
+def test_an_answer_occurring_again_inside_itself_is_not_repaired():
+    """Overlapping occurrences count: 哈哈 is at 0, 1 and 4 of 哈哈哈，哈哈, so a wrong start cannot be repaired."""
+    assert locate_answer("哈哈哈，哈哈", "哈哈", 2) == (None, [0, 1, 4])
+    assert locate_answer("哈哈哈", "哈哈", 5) == (None, [0, 1])
+
+
 def test_context_file_checks(tmp_path):
     assert load_context(write(tmp_path, CONTEXT, "context.json")) == CONTEXT
     with pytest.raises(InputError, match="no such file"):

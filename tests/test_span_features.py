@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from utils_qa import (
+    merge_character_spans,
     postprocess_qa_predictions,
     prepare_train_features,
     prepare_validation_features,
@@ -244,11 +245,33 @@ def test_the_nbest_list_is_the_n_best_spans_of_all_windows(tokenizer, hard_examp
         assert sum(c["probability"] for c in got) == pytest.approx(1.0)
 
 
+def test_tied_spans_keep_the_windows_order_however_many_there_are():
+    """Stable beyond the 16 elements that numpy sorts by insertion (stable by chance) in its default sort."""
+    starts = np.arange(40, dtype=np.int64)
+    scores = np.array([1.0, 2.0, 2.0, 1.0, 2.0] * 8, dtype=np.float32)
+    first_window, second_window = (starts[:20], starts[:20] + 1, scores[:20]), (starts[20:], starts[20:] + 1, scores[20:])
+    merged_starts, _, merged_scores = merge_character_spans([first_window, second_window], n_best_size=40)
+    assert merged_starts.tolist() == [i for i in range(40) if scores[i] == 2.0] + [i for i in range(40) if scores[i] == 1.0]
+    assert merged_scores.tolist() == sorted(scores.tolist(), reverse=True)
+
+
 def test_postprocess_returns_empty_answer_when_no_span_is_possible():
     examples = {"id": ["q"], "context": ["段落"]}
     features = {"example_id": ["q"], "offset_mapping": [[None, None, None]]}
     answers = postprocess_qa_predictions(examples, features, ([np.zeros(3)], [np.zeros(3)]))
     assert answers == {"q": ""}
+
+
+def test_postprocess_reads_the_paragraph_tokens_wherever_they_are_in_a_window():
+    """A window with a single paragraph token (a one-character paragraph), and paragraph tokens that are not one run
+    (offset_mapping allows None anywhere); the special tokens' high logits are never an answer."""
+    examples = {"id": ["one", "gaps"], "context": ["景", "景宗王"]}
+    features = {"example_id": ["one", "gaps"],
+                "offset_mapping": [[None, (0, 1), None], [None, (0, 1), None, (1, 2), (2, 3), None]]}
+    start_logits = [np.array([9.0, 1.0, 9.0]), np.array([9.0, 0.0, 9.0, 2.0, 0.0, 9.0])]
+    end_logits = [np.array([9.0, 1.0, 9.0]), np.array([9.0, 0.0, 9.0, 0.0, 3.0, 9.0])]
+    answers = postprocess_qa_predictions(examples, features, (start_logits, end_logits))
+    assert answers == {"one": "景", "gaps": "宗王"}
 
 
 def test_long_questions_are_cut_at_a_character_boundary(tokenizer):
