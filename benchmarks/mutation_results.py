@@ -20,8 +20,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from mutmut.stats import status_by_exit_code
-
 RECHECK = Path("mutants/recheck.json")
 COLUMNS = ("killed", "killed by file", "timeout", "survived", "no tests")
 
@@ -45,8 +43,14 @@ def recheck(scope, deselect, jobs):
     def run_files(name):
         files = sorted({test.split("::")[0] for test in tests_of_function.get(name.partition("__mutmut_")[0], [])})
         command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-k", deselect, *files]
-        result = subprocess.run(command, cwd="mutants", env={**os.environ, "MUTANT_UNDER_TEST": name},
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            command,
+            cwd="mutants",
+            env={**os.environ, "MUTANT_UNDER_TEST": name},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         return name, files, result.returncode
 
     with ThreadPoolExecutor(jobs) as pool:
@@ -57,6 +61,9 @@ def recheck(scope, deselect, jobs):
 
 
 def report(scope):
+    # mutmut's meaning of its exit codes (killed, survived, timeout...); imported here so that --help needs no mutmut
+    from mutmut.stats import status_by_exit_code
+
     rechecked = json.loads(RECHECK.read_text()) if RECHECK.exists() else {}
     rows, totals, not_killed = [], Counter(), []
     for source, codes in mutants_in_scope(scope).items():

@@ -54,14 +54,12 @@ results() {  # recheck or report: see benchmarks/mutation_results.py
         --jobs "$JOBS" "${SCOPE[@]}")
 }
 
-if [[ "${1:-}" == "--report" ]]; then
-    results report
-    exit 0
-fi
-PATTERNS=("$@")
-if [[ ${#PATTERNS[@]} -eq 0 ]]; then
-    PATTERNS=("${SCOPE[@]}")
-fi
+PATTERNS=("${SCOPE[@]}")
+case "${1:-}" in
+    --report) results report; exit 0 ;;
+    -*) echo "usage: bash benchmarks/mutation_test.sh [--report | MUTANT_NAME_GLOB ...]" >&2; exit 2 ;;
+    ?*) PATTERNS=("$@") ;;
+esac
 
 if ! "$PYTHON" -c 'import importlib.metadata as m, sys; sys.exit(m.version("mutmut") != "3.8.1")' 2>/dev/null; then
     "$PYTHON" -m pip install -r "$ROOT/benchmarks/requirements-mutation.txt"

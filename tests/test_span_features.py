@@ -245,6 +245,17 @@ def test_the_nbest_list_is_the_n_best_spans_of_all_windows(tokenizer, hard_examp
         assert sum(c["probability"] for c in got) == pytest.approx(1.0)
 
 
+def test_answers_on_the_first_or_last_token_of_a_window_are_labelled_with_their_tokens(tokenizer):
+    """The answer's first character is the window's first paragraph character, or its last one the window's last, or
+    the paragraph is one character long: the labels are the answer's tokens, not [CLS] (position 0)."""
+    examples = {"id": ["first", "last", "one"], "question": ["問"] * 3, "context": ["景宗王", "景宗王", "景"],
+                "answers": [{"text": ["景宗"], "answer_start": [0]}, {"text": ["宗王"], "answer_start": [1]},
+                            {"text": ["景"], "answer_start": [0]}]}
+    features = prepare_train_features(examples, tokenizer, max_seq_length=32, doc_stride=8, max_question_length=8)
+    # [CLS] 問 [SEP] then the paragraph from position 3.
+    assert list(zip(features["start_positions"], features["end_positions"])) == [(3, 4), (4, 5), (3, 3)]
+
+
 def test_tied_spans_keep_the_windows_order_however_many_there_are():
     """Stable beyond the 16 elements that numpy sorts by insertion (stable by chance) in its default sort."""
     starts = np.arange(40, dtype=np.int64)
