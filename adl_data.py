@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import stat
 import sys
@@ -135,12 +136,15 @@ def load_context(path):
     return paragraphs
 
 
+_UNWRITABLE = re.compile("[\ud800-\udfff\x00]")
+
+
 def _check_characters(text, where):
     """Refuses the characters no writer or reader of the outputs handles: lone UTF-16 surrogates (JSON escapes such
     as \\ud800 that are not a pair; they cannot be written as UTF-8) and NUL (U+0000)."""
-    for position, character in enumerate(text):
-        if "\ud800" <= character <= "\udfff" or character == "\x00":
-            raise InputError(f"{where}: character {position} is {ascii(character)}, which no text can hold")
+    found = _UNWRITABLE.search(text)
+    if found:
+        raise InputError(f"{where}: character {found.start()} is {ascii(found.group())}, which no text can hold")
 
 
 def load_questions(path, context, need_relevant=False, need_answer=False, labels_if_present=False):

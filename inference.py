@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,7 +75,9 @@ from utils_qa import (
     MAX_SEQ_LENGTH,
     N_BEST_SIZE,
     PairTemplate,
+    WindowSpans,
     best_spans_of_windows,
+    best_spans_on_device,
     character_spans,
     check_model_reads,
     check_window_fits,
@@ -90,7 +93,6 @@ ROOT = Path(__file__).resolve().parent
 DEFAULT_MC_MODEL = ROOT / "models" / "paragraph-selection"
 DEFAULT_QA_MODEL = ROOT / "models" / "span-selection"
 DEMO_MARKER = "DEMO_MODEL.md"
-INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 # Chosen by measurement (docs/inference.md, "Joint decoding"): the paragraphs whose spans compete for the answer.
 TOP_K_PARAGRAPHS = 1
 # Sequences (pairs or windows) prepared, run and post-processed together: bounds memory to a few tens of MB.
@@ -140,6 +142,12 @@ def parse_arguments(argv=None):
     )
     parser.add_argument(
         "--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: the GPU if there is one."
+    )
+    parser.add_argument(
+        "--decode_on_device",
+        action="store_true",
+        help="Pick each window's --n_best_size best spans inside the (exported) model, on the GPU, so that a few "
+        "numbers per window come back instead of two rows of logits; the same answers as decoding on the CPU.",
     )
     parser.add_argument(
         "--overlap",
@@ -196,6 +204,22 @@ class SpanScorer(torch.nn.Module):
         return self.model(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, return_dict=False
         )[:2]
+
+
+class SpanDecoder(torch.nn.Module):
+    """A question-answering model followed by span decoding (utils_qa.best_spans_on_device), both on the device: each
+    window's n best spans (start tokens, end tokens, scores) and its log partition come back, not its logits."""
+
+    def __init__(self, model, max_answer_length, n_best_size):
+        super().__init__()
+        self.scorer = SpanScorer(model)
+        self.max_answer_length, self.n_best_size = max_answer_length, n_best_size
+
+    def forward(self, input_ids, attention_mask, token_type_ids, context_start, context_end):
+        start_logits, end_logits = self.scorer(input_ids, attention_mask, token_type_ids)
+        return best_spans_on_device(
+            start_logits, end_logits, context_start, context_end, self.max_answer_length, self.n_best_size
+        )
 
 
 @dataclass
@@ -279,27 +303,31 @@ def load_checkpoint(path, stage, max_seq_length=MAX_SEQ_LENGTH):
     return tokenizer, model.eval()
 
 
-def _example_inputs(device):
-    """A small batch to trace or export with; one row is padded so that the attention mask is really used."""
+def _example_inputs(module, device):
+    """A small batch to trace or export with; one row is padded so that the attention mask is really used (and, for
+    a SpanDecoder, the rows' paragraph bounds)."""
     input_ids = torch.randint(5, 100, (2, 16), device=device)
     attention_mask = torch.ones_like(input_ids)
     attention_mask[1, 9:] = 0
-    return input_ids, attention_mask, torch.zeros_like(input_ids)
+    inputs = (input_ids, attention_mask, torch.zeros_like(input_ids))
+    if isinstance(module, SpanDecoder):
+        inputs += (torch.tensor([3, 2], device=device), torch.tensor([15, 9], device=device))
+    return inputs
 
 
-def _export_stamp(checkpoint, device, dtype, max_seq_length):
+def _export_stamp(checkpoint, device, dtype, settings):
     weights = sorted(checkpoint.glob("*.safetensors"))
     return {
         "weights": [[w.name, w.stat().st_size, w.stat().st_mtime_ns] for w in weights],
         "torch": torch.__version__,
         "device": device.type,
         "dtype": str(dtype),
-        "max_seq_length": max_seq_length,
+        **settings,
     }
 
 
 def _export(module, kind, device, max_seq_length):
-    example = _example_inputs(device)
+    example = _example_inputs(module, device)
     with warnings.catch_warnings():
         # Tracing warns about Python values it records as constants and about TorchScript's deprecation; both are
         # expected: the predictions of the exported model are compared with eager ones in the tests.
@@ -307,20 +335,23 @@ def _export(module, kind, device, max_seq_length):
         if kind == "torchscript":
             return torch.jit.trace(module, example, check_trace=False)
         batch, length = torch.export.Dim("batch"), torch.export.Dim("length", max=max(max_seq_length, 17))
-        dynamic = {name: {0: batch, 1: length} for name in INPUT_NAMES}
+        dynamic = [{0: batch, 1: length}] * 3 + [{0: batch}] * (len(example) - 3)
         return torch.export.export(module, example, dynamic_shapes=dynamic)
 
 
 def exported_forward(module, kind, checkpoint, device, dtype, max_seq_length):
     """The exported version of `module`, cached in <checkpoint>/exported/ and reused while the weights, torch
-    version, device, dtype and longest sequence stay the same."""
+    version, device, dtype, longest sequence (and a SpanDecoder's settings) stay the same."""
     checkpoint = Path(checkpoint)
     suffix = "pt" if kind == "torchscript" else "pt2"
     cache = (
         checkpoint / "exported" / f"{type(module).__name__}-{kind}-{device.type}-{str(dtype).split('.')[-1]}.{suffix}"
     )
     stamp_path = cache.with_suffix(".json")
-    stamp = _export_stamp(checkpoint, device, dtype, max_seq_length)
+    settings = {"max_seq_length": max_seq_length}
+    if isinstance(module, SpanDecoder):
+        settings.update(max_answer_length=module.max_answer_length, n_best_size=module.n_best_size)
+    stamp = _export_stamp(checkpoint, device, dtype, settings)
     if cache.exists() and stamp_path.exists() and _read_stamp(stamp_path) == stamp:
         logger.info(f"Reusing the {kind} export {cache}")
         try:
@@ -336,7 +367,7 @@ def exported_forward(module, kind, checkpoint, device, dtype, max_seq_length):
     try:
         cache.parent.mkdir(exist_ok=True)
         # Written beside and renamed, stamp last: an interrupted run leaves no cache that looks complete.
-        partial = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+        partial = cache.with_name(f".{cache.stem}.{os.getpid()}.tmp{cache.suffix}")
         if kind == "torchscript":
             exported.save(str(partial))
         else:
@@ -372,7 +403,11 @@ def load_members(paths, stage, args, device, dtype):
         problem = check_window_fits(tokenizer, args.max_seq_length, args.max_question_length, args.doc_stride)
         if problem:
             raise InputError(f"{path}: {problem}")
-        module = stage.scorer_class(model.to(device=device, dtype=dtype)).eval()
+        model = model.to(device=device, dtype=dtype)
+        if stage is SPAN_SELECTION and args.decode_on_device:
+            module = SpanDecoder(model, args.max_answer_length, args.n_best_size).eval()
+        else:
+            module = stage.scorer_class(model).eval()
         if args.export != "none":
             module = exported_forward(module, args.export, path, device, dtype, args.max_seq_length)
         members.append(Member(Path(path), tokenizer, PairTemplate.of(tokenizer), module))
@@ -389,9 +424,12 @@ class ParagraphTokens:
     def __init__(self, context):
         self.context = context
         self.tokens = {}  # (tokenizer fingerprint, paragraph index) -> TokenizedText
+        self.fingerprints = weakref.WeakKeyDictionary()  # tokenizer -> its fingerprint
 
     def of(self, tokenizer, paragraph_indices):
-        fingerprint = _fingerprint(tokenizer)
+        if tokenizer not in self.fingerprints:
+            self.fingerprints[tokenizer] = _fingerprint(tokenizer)
+        fingerprint = self.fingerprints[tokenizer]
         missing = [p for p in dict.fromkeys(paragraph_indices) if (fingerprint, p) not in self.tokens]
         for p, tokens in zip(missing, tokenize_texts([self.context[p] for p in missing], tokenizer)):
             self.tokens[(fingerprint, p)] = tokens
@@ -419,9 +457,10 @@ class StageStats:
 
 
 def padded_batches(sequences, pad_token_id, batch_size):
-    """Yields (positions, input tensors) over `sequences` ((input_ids, token_type_ids or None) pairs), longest first,
-    each batch padded to its own longest sequence."""
-    lengths = np.array([len(input_ids) for input_ids, _ in sequences])
+    """Yields (positions, input tensors) over `sequences` ((input_ids, token_type_ids or None, extra integers)
+    triples), longest first, each batch padded to its own longest sequence; the extra integers of the sequences (a
+    window's paragraph bounds, for a SpanDecoder) follow as one tensor each."""
+    lengths = np.array([len(input_ids) for input_ids, _, _ in sequences])
     order = np.argsort(-lengths, kind="stable")
     for batch_start in range(0, len(order), batch_size):
         positions = order[batch_start : batch_start + batch_size]
@@ -430,12 +469,16 @@ def padded_batches(sequences, pad_token_id, batch_size):
         attention_mask = np.zeros((len(positions), width), dtype=np.int64)
         token_type_ids = np.zeros((len(positions), width), dtype=np.int64)
         for row, position in enumerate(positions):
-            ids, types = sequences[position]
+            ids, types, _ = sequences[position]
             input_ids[row, : len(ids)] = ids
             attention_mask[row, : len(ids)] = 1
             if types is not None:
                 token_type_ids[row, : len(ids)] = types
-        yield positions, [torch.from_numpy(array) for array in (input_ids, attention_mask, token_type_ids)]
+        extras = np.array([sequences[position][2] for position in positions], dtype=np.int64).reshape(
+            len(positions), -1
+        )
+        tensors = [input_ids, attention_mask, token_type_ids, *extras.T]
+        yield positions, [torch.from_numpy(np.ascontiguousarray(array)) for array in tensors]
 
 
 def _in_background(iterator, depth=2):
@@ -473,11 +516,12 @@ def _in_background(iterator, depth=2):
         stop.set()
 
 
-def run_model(keyed_sequences, forward, pad_token_id, args, device, stats, consume, overlap):
-    """Runs `forward` over `keyed_sequences` ((key, input_ids, token_type_ids) triples, any number) and calls
-    consume(keys, outputs) once per batch, in order; outputs holds per sequence a tuple of arrays trimmed to its
-    length (or a scalar score). Sequences are taken a chunk of SEQUENCES_PER_CHUNK at a time, sorted by length within
-    the chunk, and each batch is padded to its own longest.
+def run_model(keyed_sequences, forward, pad_token_id, args, device, stats, consume, overlap, per_token=True):
+    """Runs `forward` over `keyed_sequences` ((key, input_ids, token_type_ids, extra integers) tuples, any number) and
+    calls consume(keys, outputs) once per batch, in order; outputs holds per sequence a tuple of its rows of the
+    forward's outputs: a scalar score, or arrays trimmed to the sequence's length when `per_token` (logits), or the
+    whole row (a SpanDecoder's n best spans). Sequences are taken a chunk of SEQUENCES_PER_CHUNK at a time, sorted by
+    length within the chunk, and each batch is padded to its own longest.
 
     With `overlap`, preparing the batches (assembling and padding) and consuming the outputs run in two threads beside
     the forward passes, so that on a GPU the CPU work hides behind the device's."""
@@ -489,8 +533,8 @@ def run_model(keyed_sequences, forward, pad_token_id, args, device, stats, consu
             chunk = list(itertools.islice(sequences, SEQUENCES_PER_CHUNK))
             if not chunk:
                 return
-            lengths = [len(input_ids) for _, input_ids, _ in chunk]
-            batches = padded_batches([(ids, types) for _, ids, types in chunk], pad_token_id, args.batch_size)
+            lengths = [len(input_ids) for _, input_ids, _, _ in chunk]
+            batches = padded_batches([sequence[1:] for sequence in chunk], pad_token_id, args.batch_size)
             stats.add_time("prepare", time.perf_counter() - start)
             while True:
                 start = time.perf_counter()
@@ -518,9 +562,11 @@ def run_model(keyed_sequences, forward, pad_token_id, args, device, stats, consu
         for keys, lengths, tensors in batches:
             start = time.perf_counter()
             inputs = [tensor.to(device, non_blocking=True) for tensor in tensors]
-            results = [output.float().cpu().numpy() for output in forward(*inputs)]
+            results = [
+                (output.float() if output.is_floating_point() else output).cpu().numpy() for output in forward(*inputs)
+            ]
             outputs = [
-                tuple(result[row, :length] if result.ndim == 2 else result[row] for result in results)
+                tuple(result[row, :length] if per_token and result.ndim == 2 else result[row] for result in results)
                 for row, length in enumerate(lengths)
             ]
             stats.add_time("model", time.perf_counter() - start)
@@ -572,7 +618,7 @@ def score_paragraphs(questions, paragraph_tokens, member, args, device, stats, o
             room = member.template.room(question_ids, args.max_seq_length)
             for c, paragraph in enumerate(questions[q]["paragraphs"]):
                 input_ids, token_type_ids, _ = member.template.assemble(question_ids, tokens[paragraph].ids[:room])
-                yield (q, c), input_ids, token_type_ids
+                yield (q, c), input_ids, token_type_ids, ()
 
     scores = [np.zeros(len(q["paragraphs"])) for q in questions]
 
@@ -597,7 +643,8 @@ def find_spans(questions, requests, paragraph_tokens, member, args, device, stat
                 question_windows(question_ids, paragraph, member.template, args.max_seq_length, args.doc_stride)
             ):
                 windows[(r, w)] = window
-                yield (r, w), window.input_ids, window.token_type_ids
+                bounds = (window.context_start, window.context_start + len(window.offsets))
+                yield (r, w), window.input_ids, window.token_type_ids, bounds if args.decode_on_device else ()
 
     # Per request, its best spans so far (merged after each chunk, so memory does not grow with the windows) and
     # the log-sum-exp of the scores of all its valid spans.
@@ -606,21 +653,28 @@ def find_spans(questions, requests, paragraph_tokens, member, args, device, stat
 
     def consume(keys, outputs):
         char_starts, char_ends = [], []
-        for key, (start_logits, _) in zip(keys, outputs):
+        for key in keys:
             window = windows.pop(key)
-            starts = np.full(len(start_logits), -1, dtype=np.int64)
-            ends = np.full(len(start_logits), -1, dtype=np.int64)
+            starts = np.full(len(window.input_ids), -1, dtype=np.int64)
+            ends = np.full(len(window.input_ids), -1, dtype=np.int64)
             starts[window.context_start : window.context_start + len(window.offsets)] = window.offsets[:, 0]
             ends[window.context_start : window.context_start + len(window.offsets)] = window.offsets[:, 1]
             char_starts.append(starts)
             char_ends.append(ends)
-        best = best_spans_of_windows(
-            [output[0] for output in outputs],
-            [output[1] for output in outputs],
-            char_starts,
-            args.max_answer_length,
-            args.n_best_size,
-        )
+        if args.decode_on_device:
+            best = [
+                WindowSpans(start_tokens[valid], end_tokens[valid], scores[valid], float(log_partition))
+                for start_tokens, end_tokens, scores, log_partition in outputs
+                for valid in [np.isfinite(scores)]
+            ]
+        else:
+            best = best_spans_of_windows(
+                [output[0] for output in outputs],
+                [output[1] for output in outputs],
+                char_starts,
+                args.max_answer_length,
+                args.n_best_size,
+            )
         pieces = collections.defaultdict(list)
         for (r, _), spans, starts, ends in zip(keys, best, char_starts, char_ends):
             pieces[r].append(character_spans(spans, starts, ends)[:3])
@@ -629,7 +683,17 @@ def find_spans(questions, requests, paragraph_tokens, member, args, device, stat
             earlier = [best_of_request[r]] if best_of_request[r] is not None else []
             best_of_request[r] = merge_character_spans(earlier + new, args.n_best_size)
 
-    run_model(sequences(), member.forward, member.tokenizer.pad_token_id, args, device, stats, consume, overlap)
+    run_model(
+        sequences(),
+        member.forward,
+        member.tokenizer.pad_token_id,
+        args,
+        device,
+        stats,
+        consume,
+        overlap,
+        per_token=not args.decode_on_device,
+    )
 
     results = []
     for best, partition in zip(best_of_request, log_partition):

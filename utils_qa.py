@@ -462,16 +462,12 @@ def best_spans_of_windows(all_start_logits, all_end_logits, all_char_starts, max
         # The n best spans start at the n starts whose own best span scores highest (if a best span started
         # elsewhere, n better spans would exist), so only those starts need all their span lengths ranked.
         best_of_start = start_scores + ends_of_spans.max(axis=2)
-        n_starts = min(n_best_size, width)
-        starts = np.sort(np.argpartition(-best_of_start, n_starts - 1, axis=1)[:, :n_starts], axis=1)
+        starts = np.sort(_first_in_order(best_of_start, min(n_best_size, width)), axis=1)
         rows = np.arange(len(chunk))[:, None]
         scores = (start_scores[rows, starts][:, :, None] + ends_of_spans[rows, starts]).reshape(len(chunk), -1)
-        k = min(n_best_size, scores.shape[1])
-        top = np.sort(np.argpartition(-scores, k - 1, axis=1)[:, :k], axis=1)
-        top_scores = np.take_along_axis(scores, top, axis=1)
-        best_first = np.argsort(-top_scores, axis=1, kind="stable")
-        order = np.take_along_axis(top, best_first, axis=1)
-        top_scores = np.take_along_axis(top_scores, best_first, axis=1)
+        # With the starts in increasing order, the flat index orders spans by start, then length.
+        order = _first_in_order(scores, min(n_best_size, scores.shape[1]))
+        top_scores = np.take_along_axis(scores, order, axis=1)
         log_partitions = _log_partitions(start_scores, end_scores, max_answer_length)
         for row in range(len(chunk)):
             valid = np.isfinite(top_scores[row])
@@ -481,6 +477,21 @@ def best_spans_of_windows(all_start_logits, all_end_logits, all_char_starts, max
                 WindowSpans(start_tokens, start_tokens + lengths, top_scores[row][valid], log_partitions[row])
             )
     return results
+
+
+def _first_in_order(values, k):
+    """Per row, the positions of the first k values in the order (value descending, position ascending): what a full
+    stable sort would give, without sorting every value (a partition finds the k-th value; ties with it are taken
+    from the left)."""
+    kth = -np.partition(-values, k - 1, axis=1)[:, k - 1 : k]
+    above = values > kth
+    tied = values == kth
+    # Every row has at least k values >= its k-th: the first of the ties make up the count.
+    tied &= np.cumsum(tied, axis=1) <= k - above.sum(axis=1, keepdims=True)
+    positions = np.nonzero(above | tied)[1].reshape(len(values), k)
+    return np.take_along_axis(
+        positions, np.argsort(-np.take_along_axis(values, positions, axis=1), axis=1, kind="stable"), axis=1
+    )
 
 
 def _log_partitions(start_scores, end_scores, max_answer_length):
@@ -498,6 +509,41 @@ def _log_partitions(start_scores, end_scores, max_answer_length):
         top = np.max(terms, axis=1, keepdims=True)
         finite_top = np.where(np.isfinite(top), top, 0.0)
         return (finite_top + np.log(np.sum(np.exp(terms - finite_top), axis=1, keepdims=True)))[:, 0]
+
+
+def best_spans_on_device(start_logits, end_logits, context_start, context_end, max_answer_length, n_best_size):
+    """best_spans_of_windows for a batch of windows, in torch on the logits' own device (inside an exported graph, so
+    that only a few numbers per window leave the device): the same spans, scores and order.
+
+    start_logits, end_logits: (windows, tokens); the paragraph part of window w is [context_start[w], context_end[w]).
+    Returns start tokens, end tokens and scores, each (windows, n_best_size), best first (score -inf where a window has
+    fewer valid spans), and the log partition of each window, (windows,).
+    """
+    windows, width = start_logits.shape
+    positions = torch.arange(width, device=start_logits.device)
+    in_context = (positions[None, :] >= context_start[:, None]) & (positions[None, :] < context_end[:, None])
+    # n_best_size invalid tokens more, so that every window has at least n_best_size starts to rank whatever its
+    # length (an exported graph then needs no guard on the length).
+    nothing = torch.full((windows, n_best_size), float("-inf"), device=start_logits.device)
+    start = torch.cat([start_logits.float().masked_fill(~in_context, float("-inf")), nothing], dim=1)
+    end = torch.cat([end_logits.float().masked_fill(~in_context, float("-inf")), nothing], dim=1)
+    padding = torch.full((windows, max_answer_length - 1), float("-inf"), device=end.device)
+    span_ends = torch.arange(start.shape[1], device=end.device)[:, None] + torch.arange(
+        max_answer_length, device=end.device
+    )
+    ends_of_spans = torch.cat([end, padding], dim=1)[:, span_ends]  # (windows, tokens, lengths)
+    best_of_start = start + ends_of_spans.max(dim=2).values
+    # Stable sorts give the order of best_spans_of_windows: score descending, then start, then length.
+    starts = torch.sort(torch.sort(-best_of_start, dim=1, stable=True).indices[:, :n_best_size], dim=1).values
+    scores = (
+        start.gather(1, starts)[:, :, None]
+        + ends_of_spans.gather(1, starts[:, :, None].expand(-1, -1, max_answer_length))
+    ).reshape(windows, -1)
+    order = torch.sort(-scores, dim=1, stable=True).indices[:, :n_best_size]
+    start_tokens = starts.gather(1, torch.div(order, max_answer_length, rounding_mode="floor"))
+    end_tokens = start_tokens + order % max_answer_length
+    log_partition = torch.logsumexp((start[:, :, None] + ends_of_spans).reshape(windows, -1), dim=1)
+    return start_tokens, end_tokens, scores.gather(1, order), log_partition
 
 
 def character_spans(window_spans, char_starts, char_ends):

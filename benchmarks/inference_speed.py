@@ -10,7 +10,8 @@ of hidden size 128, `base` is bert-base-chinese's shape (12 layers, hidden 768).
 
 1. for each export, the whole pipeline (`inference.predict`: read the JSON, tokenize, both stages, post-process,
    write the CSV; loading the checkpoints excluded) against the bare forward passes of exactly the batches the
-   pipeline made (recorded during a run, already on the device), fastest of --repeats runs of each;
+   pipeline made (recorded during a run, already on the device), fastest of --repeats runs of each. An export
+   written EXPORT:device (e.g. none:device) decodes the spans on the device (--decode_on_device);
 2. the CPU work per question: the pipeline with forward passes that return zeros at once, so that everything left
    is reading, tokenizing, assembling, padding, post-processing and writing;
 3. the overlap: forward passes that sleep --sleep_ms per batch (releasing the GIL, as a GPU does), with the
@@ -51,8 +52,10 @@ def make_checkpoints(root, config_name, context):
     base = make_tiny_model(root / "base", texts=[context], all_cjk=True, **CONFIGS[config_name])
     config, tokenizer = AutoConfig.from_pretrained(base), AutoTokenizer.from_pretrained(base)
     torch.manual_seed(0)
-    for stage, model_class in [("paragraph-selection", AutoModelForMultipleChoice),
-                               ("span-selection", AutoModelForQuestionAnswering)]:
+    for stage, model_class in [
+        ("paragraph-selection", AutoModelForMultipleChoice),
+        ("span-selection", AutoModelForQuestionAnswering),
+    ]:
         model_class.from_config(config).save_pretrained(root / stage)
         tokenizer.save_pretrained(root / stage)
     return root / "paragraph-selection", root / "span-selection"
@@ -72,8 +75,9 @@ def synthetic_data(context, questions, work, seed=0):
     for q in range(questions):
         candidates = generator.sample(range(len(paragraphs)), 4)
         start = generator.randrange(0, 400)
-        test.append({"id": f"q{q}", "question": paragraphs[candidates[0]][start : start + 30] + "？",
-                     "paragraphs": candidates})
+        test.append(
+            {"id": f"q{q}", "question": paragraphs[candidates[0]][start : start + 30] + "？", "paragraphs": candidates}
+        )
     (work / "context.json").write_text(json.dumps(paragraphs, ensure_ascii=False), encoding="utf-8")
     (work / "test.json").write_text(json.dumps(test, ensure_ascii=False), encoding="utf-8")
 
@@ -111,12 +115,22 @@ class StandIn(torch.nn.Module):
 
 
 def run_pipeline(args, export, forwards=None, overlap="auto"):
-    """One run of inference.predict; `forwards(stage, member)` may replace each member's forward pass."""
-    arguments = inference.parse_arguments([
-        "--context_file", str(args.context_file), "--test_file", str(args.test_file), "--output_file",
-        str(args.output_dir / f"pred-{export}.csv"), "--mc_model", str(args.mc_model), "--qa_model", str(args.qa_model),
-        "--export", export, "--device", args.device, "--batch_size", str(args.batch_size), "--overlap", overlap,
-    ])
+    """One run of inference.predict; `forwards(stage, member)` may replace each member's forward pass. `export` is an
+    --export value, with ":device" appended for --decode_on_device."""
+    kind, _, where = export.partition(":")
+    flags = {
+        "--context_file": args.context_file,
+        "--test_file": args.test_file,
+        "--output_file": args.output_dir / f"pred-{kind}-{where}.csv",
+        "--mc_model": args.mc_model,
+        "--qa_model": args.qa_model,
+        "--export": kind,
+        "--device": args.device,
+        "--batch_size": args.batch_size,
+        "--overlap": overlap,
+    }
+    argv = [str(item) for flag_and_value in flags.items() for item in flag_and_value]
+    arguments = inference.parse_arguments(argv + (["--decode_on_device"] if where == "device" else []))
     load_members = inference.load_members
     replaced = []
 
@@ -176,8 +190,15 @@ def measure_export(args, export):
 
 
 def measure_cpu_work(args):
-    runs = [run_pipeline(args, "none", forwards=lambda stage, member: StandIn(stage is inference.PARAGRAPH_SELECTION, 0),
-                         overlap="off") for _ in range(args.repeats + 1)]
+    runs = [
+        run_pipeline(
+            args,
+            "none",
+            forwards=lambda stage, member: StandIn(stage is inference.PARAGRAPH_SELECTION, 0),
+            overlap="off",
+        )
+        for _ in range(args.repeats + 1)
+    ]
     prediction, seconds, _ = min(runs, key=lambda run: run[1])
     return seconds, prediction
 
@@ -187,7 +208,9 @@ def measure_overlap(args, cpu_seconds):
     results = {}
     for overlap in ("off", "on"):
         prediction, wall, _ = run_pipeline(
-            args, "none", forwards=lambda stage, member: StandIn(stage is inference.PARAGRAPH_SELECTION, seconds),
+            args,
+            "none",
+            forwards=lambda stage, member: StandIn(stage is inference.PARAGRAPH_SELECTION, seconds),
             overlap=overlap,
         )
         batches = sum(-(-stats.sequences // args.batch_size) for stats in prediction.stages)
@@ -207,9 +230,18 @@ def time_run_sh(args):
     (project / "models" / "paragraph-selection").symlink_to(args.mc_model)
     (project / "models" / "span-selection").symlink_to(args.qa_model)
     start = time.perf_counter()
-    subprocess.run(["bash", str(project / "run.sh"), str(args.context_file), str(args.test_file),
-                    str(args.output_dir / "run-sh.csv")], check=True, capture_output=True,
-                   env={**os.environ, "PYTHON": sys.executable})
+    subprocess.run(
+        [
+            "bash",
+            str(project / "run.sh"),
+            str(args.context_file),
+            str(args.test_file),
+            str(args.output_dir / "run-sh.csv"),
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
     return time.perf_counter() - start
 
 
@@ -246,7 +278,9 @@ def main():
     device = inference.choose_device(args.device)[0]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     questions = len(json.loads(args.test_file.read_text(encoding="utf-8")))
-    print(f"config {args.config} {CONFIGS[args.config]}, {questions} questions, device {name}, torch {torch.__version__}")
+    print(
+        f"config {args.config} {CONFIGS[args.config]}, {questions} questions, device {name}, torch {torch.__version__}"
+    )
     results = {"exports": []}
     for export in args.exports:
         result = measure_export(args, export)
@@ -260,20 +294,30 @@ def main():
         print(f"{'':>14}paragraph selection {result['stage1']}; span selection {result['stage2']}", flush=True)
 
     cpu_seconds, prediction = measure_cpu_work(args)
-    split = {stats.name: {k: round(v, 3) for k, v in stats.seconds.items() if k != "model"} for stats in prediction.stages}
+    split = {
+        stats.name: {k: round(v, 3) for k, v in stats.seconds.items() if k != "model"} for stats in prediction.stages
+    }
     results["cpu_ms_per_question"] = 1000 * cpu_seconds / questions
-    print(f"CPU work (forward passes that return zeros): {cpu_seconds:.2f} s, "
-          f"{1000 * cpu_seconds / questions:.2f} ms per question; {split}", flush=True)
+    print(
+        f"CPU work (forward passes that return zeros): {cpu_seconds:.2f} s, "
+        f"{1000 * cpu_seconds / questions:.2f} ms per question; {split}",
+        flush=True,
+    )
 
     overlap = measure_overlap(args, cpu_seconds)
     (off, device_seconds, _), (on, _, _) = overlap["off"], overlap["on"]
     results["overlap"] = {"device_s": device_seconds, "cpu_s": cpu_seconds, "off_s": off, "on_s": on}
-    print(f"overlap, stand-in device of {args.sleep_ms:g} ms per batch ({device_seconds:.2f} s in all), CPU work "
-          f"{cpu_seconds:.2f} s: threads off {off:.2f} s (sum {device_seconds + cpu_seconds:.2f} s), threads on "
-          f"{on:.2f} s (max {max(device_seconds, cpu_seconds):.2f} s); same answers", flush=True)
+    print(
+        f"overlap, stand-in device of {args.sleep_ms:g} ms per batch ({device_seconds:.2f} s in all), CPU work "
+        f"{cpu_seconds:.2f} s: threads off {off:.2f} s (sum {device_seconds + cpu_seconds:.2f} s), threads on "
+        f"{on:.2f} s (max {max(device_seconds, cpu_seconds):.2f} s); same answers",
+        flush=True,
+    )
     if args.run_sh:
         results["run_sh_s"] = time_run_sh(args)
-        print(f"bash run.sh (a fresh process: start, load, both stages, write): {results['run_sh_s']:.2f} s", flush=True)
+        print(
+            f"bash run.sh (a fresh process: start, load, both stages, write): {results['run_sh_s']:.2f} s", flush=True
+        )
     print(f"peak memory (max RSS) {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     if device.type == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB")
