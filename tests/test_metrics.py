@@ -36,3 +36,7 @@ def test_one_shared_character_gives_its_f1():
 
 def test_a_missing_prediction_shares_no_character_with_any_gold_answer():
     assert compute_qa_metrics({}, {"a": ["XX"], "b": ["x"]}) == {"exact_match": 0.0, "f1": 0.0}
+
+
+def test_an_answer_sharing_no_character_with_the_gold_one_gets_no_f1():
+    assert compute_qa_metrics({"a": "甲乙"}, {"a": ["丙"]}) == {"exact_match": 0.0, "f1": 0.0}
