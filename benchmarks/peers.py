@@ -5,7 +5,7 @@
 
 1. Post-processing on the same logits: ours (`utils_qa.postprocess_qa_predictions`: every valid span of every window
    scored, exactly) against the transformers examples' algorithm (the 20 best start and the 20 best end tokens of each
-   window paired, invalid pairs dropped): the share of identical answers, how often ours scores higher, and the time.
+   window paired, invalid pairs dropped): the share of identical answers and the time.
 2. Stage 2 end to end: ours (inference.py's span selection on each question's gold paragraph) against the transformers
    `pipeline("question-answering")`: questions per second and the share of identical answers. Transformers 5 removed
    that pipeline, so it runs under --peer_python, an interpreter with transformers 4.x (benchmarks/peers.sh makes
@@ -133,6 +133,7 @@ def our_stage_two(args, checkpoint, questions, context):
         max_answer_length=args.max_answer_length,
         batch_size=args.batch_size,
         export="none",
+        decode_on_device=False,
     )
     device, dtype = torch.device("cpu"), torch.float32
     member = inference.load_members([checkpoint], inference.SPAN_SELECTION, arguments, device, dtype)[0]

@@ -52,12 +52,16 @@ def python_flags(script):
 
 @cache
 def shell_flags(script):
-    """The flags a shell script's own argument loop accepts: the --options of its `case` patterns."""
+    """The flags a shell script accepts: the --options of its own argument loop's `case` patterns, and those of a
+    project Python script it hands its arguments to (`"$here/benchmarks/peers.py" ... "$@"`)."""
     flags = set()
     for line in script.read_text(encoding="utf-8").splitlines():
         pattern = re.match(r"\s*(--[\w-]+(?:\s*\|\s*-{1,2}[\w-]+)*)\s*\)", line)
         if pattern:
             flags.update(re.findall(r"--[\w-]+", pattern.group(1)))
+        forwarded = re.search(r'"\$here/([\w/.-]+\.py)".*"\$@"', line)
+        if forwarded:
+            flags.update(python_flags(ROOT / forwarded.group(1)))
     return frozenset(flags)
 
 
@@ -200,5 +204,9 @@ def test_the_documentation_check_catches_a_renamed_flag_and_a_broken_link(tmp_pa
     problems = [flag for _, command in commands(through_train_sh) for script, arguments in script_invocations(command)
                 for flag in unknown_flags(script, arguments)]
     assert problems == ["--seeed", "--model"]
+    forwarded = "`bash benchmarks/peers.sh --data_dir d --questions 20 --question 20`"
+    problems = [flag for _, command in commands(forwarded) for script, arguments in script_invocations(command)
+                for flag in unknown_flags(script, arguments)]
+    assert problems == ["--question"]
     page = ROOT / "docs" / "inference.md"
     assert "joint-decoding---top_k_paragraphs" in anchors(page) and "no-such-section" not in anchors(page)
