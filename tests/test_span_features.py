@@ -432,6 +432,10 @@ def test_version_2_null_answers_win_when_the_null_score_beats_the_best_span_by_m
     close = postprocess_qa_predictions(examples, features, (start_logits, end_logits), version_2_with_negative=True,
                                        max_answer_length=3, null_score_diff_threshold=1.0)
     assert close["close"] == "景宗" and close["null"] == ""
+    # A difference equal to the threshold keeps the span.
+    tie = postprocess_qa_predictions(examples, features, (start_logits, end_logits), version_2_with_negative=True,
+                                     max_answer_length=3, null_score_diff_threshold=0.5)
+    assert tie["close"] == "景宗"
 
 
 def test_long_questions_are_cut_at_a_character_boundary(tokenizer):
