@@ -10,6 +10,7 @@ import pytest
 
 from adl_data import (
     InputError,
+    csv_field,
     load_context,
     load_questions,
     locate_answer,
@@ -132,6 +133,25 @@ def test_locate_answer_says_where_without_raising():
     assert locate_answer(paragraph, "景宗", 0) == (None, [7, 13])
     assert locate_answer(paragraph, "世宗", 0) == (None, [])
     assert locate_answer(paragraph, "辛壬", -1) == (0, [0])
+
+
+def test_an_answer_at_the_paragraphs_first_character_is_where_it_says_even_when_it_occurs_again():
+    """Start 0 is a valid start: the answer is taken there, not searched for (甲乙 occurs twice, so a search fails)."""
+    assert locate_answer("甲乙甲乙", "甲乙", 0) == (0, [])
+
+
+def test_csv_field_quotes_each_thing_a_reader_could_split_or_trim_and_nothing_else():
+    assert csv_field("a,b") == '"a,b"'  # a comma alone
+    assert csv_field('說"好"') == '"說""好"""'  # a quote alone, doubled
+    assert csv_field(" a") == '" a"' and csv_field("a ") == '"a "'
+    assert csv_field("a\nb") == '"a\nb"' and csv_field("a\u2028b") == '"a\u2028b"'
+    assert csv_field("景宗") == "景宗" and csv_field("甲，乙") == "甲，乙" and csv_field("") == ""  # full-width comma
+
+
+def test_an_answer_occurring_again_inside_itself_is_not_repaired():
+    """Overlapping occurrences count: 哈哈 is at 0, 1 and 4 of 哈哈哈，哈哈, so a wrong start cannot be repaired."""
+    assert locate_answer("哈哈哈，哈哈", "哈哈", 2) == (None, [0, 1, 4])
+    assert locate_answer("哈哈哈", "哈哈", 5) == (None, [0, 1])
 
 
 def test_context_file_checks(tmp_path):

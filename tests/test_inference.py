@@ -159,6 +159,21 @@ def test_questions_with_any_number_of_candidates(checkpoints, tmp_path):
     assert answers["one"] and answers["one"] in context[0]
 
 
+def test_a_paragraph_without_any_token_gets_an_empty_answer_in_its_row(checkpoints, tmp_path):
+    """Zero-width spaces pass the data checks but the tokenizer drops them: no span is possible, and the question
+    still gets its row, with an empty answer, from one span model and from an ensemble of two."""
+    context = ["\u200b\u200b\u200b", "景宗是朝鮮王朝的君主。"]
+    test = [{"id": "nothing", "question": "誰?", "paragraphs": [0]},
+            {"id": "king", "question": "誰是君主?", "paragraphs": [1]}]
+    files = {"test_file": write_json(tmp_path / "test.json", test),
+             "context_file": write_json(tmp_path / "context.json", context)}
+    qa = checkpoints / "span-selection"
+    for name, qa_models in [("one", [qa]), ("two", [qa, qa])]:
+        answers = infer(checkpoints, tmp_path / f"{name}.csv", "--qa_model", *qa_models, **files)
+        assert answers["nothing"] == "" and answers["king"] and answers["king"] in context[1]
+        assert read_csv(tmp_path / f"{name}.csv") == [["id", "answer"], ["nothing", ""], ["king", answers["king"]]]
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # run.sh as the grading harness runs it, in a copy of the project
 

@@ -27,3 +27,16 @@ def test_missing_prediction_counts_as_empty():
 def test_repeated_characters_count_once_each():
     metrics = compute_qa_metrics({"a": "啊啊啊啊"}, {"a": ["啊啊"]})
     assert metrics["f1"] == pytest.approx(100 * 2 * (0.5 * 1.0) / 1.5)
+
+
+def test_one_shared_character_gives_its_f1():
+    # precision 1/1, recall 1/2: F1 2/3.
+    assert compute_qa_metrics({"a": "景"}, {"a": ["景宗"]})["f1"] == pytest.approx(100 * 2 / 3)
+
+
+def test_a_missing_prediction_shares_no_character_with_any_gold_answer():
+    assert compute_qa_metrics({}, {"a": ["XX"], "b": ["x"]}) == {"exact_match": 0.0, "f1": 0.0}
+
+
+def test_an_answer_sharing_no_character_with_the_gold_one_gets_no_f1():
+    assert compute_qa_metrics({"a": "甲乙"}, {"a": ["丙"]}) == {"exact_match": 0.0, "f1": 0.0}

@@ -1,6 +1,8 @@
 """Span selection: windows, answer labels, offsets and post-processing, checked character by character."""
 
 import json
+import math
+import warnings
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import torch
 from utils_qa import (
     best_spans_of_windows,
     best_spans_on_device,
+    merge_character_spans,
     postprocess_qa_predictions,
     prepare_train_features,
     prepare_validation_features,
@@ -247,6 +250,27 @@ def test_the_nbest_list_is_the_n_best_spans_of_all_windows(tokenizer, hard_examp
         assert sum(c["probability"] for c in got) == pytest.approx(1.0)
 
 
+def test_answers_on_the_first_or_last_token_of_a_window_are_labelled_with_their_tokens(tokenizer):
+    """The answer's first character is the window's first paragraph character, or its last one the window's last, or
+    the paragraph is one character long: the labels are the answer's tokens, not [CLS] (position 0)."""
+    examples = {"id": ["first", "last", "one"], "question": ["問"] * 3, "context": ["景宗王", "景宗王", "景"],
+                "answers": [{"text": ["景宗"], "answer_start": [0]}, {"text": ["宗王"], "answer_start": [1]},
+                            {"text": ["景"], "answer_start": [0]}]}
+    features = prepare_train_features(examples, tokenizer, max_seq_length=32, doc_stride=8, max_question_length=8)
+    # [CLS] 問 [SEP] then the paragraph from position 3.
+    assert list(zip(features["start_positions"], features["end_positions"])) == [(3, 4), (4, 5), (3, 3)]
+
+
+def test_tied_spans_keep_the_windows_order_however_many_there_are():
+    """Stable beyond the 16 elements that numpy sorts by insertion (stable by chance) in its default sort."""
+    starts = np.arange(40, dtype=np.int64)
+    scores = np.array([1.0, 2.0, 2.0, 1.0, 2.0] * 8, dtype=np.float32)
+    first_window, second_window = (starts[:20], starts[:20] + 1, scores[:20]), (starts[20:], starts[20:] + 1, scores[20:])
+    merged_starts, _, merged_scores = merge_character_spans([first_window, second_window], n_best_size=40)
+    assert merged_starts.tolist() == [i for i in range(40) if scores[i] == 2.0] + [i for i in range(40) if scores[i] == 1.0]
+    assert merged_scores.tolist() == sorted(scores.tolist(), reverse=True)
+
+
 def test_decoding_on_the_device_gives_the_spans_of_the_numpy_path():
     """utils_qa.best_spans_on_device against best_spans_of_windows: logits rounded to halves (many ties), windows of
     different lengths and paragraph parts, max_answer_length longer than the windows, n_best_size more than the
@@ -279,11 +303,139 @@ def test_decoding_on_the_device_gives_the_spans_of_the_numpy_path():
             assert log_partitions[w] == pytest.approx(expected[w].log_partition, rel=1e-5, abs=1e-5)
 
 
+def test_decoding_on_the_device_adds_scores_in_float32_as_the_numpy_path_does():
+    """Logits not rounded: each span's score is the float32 sum of two float32 logits on both paths, bit for bit."""
+    rng = np.random.default_rng(11)
+    start_logits, end_logits = (rng.normal(size=(3, 30)).astype(np.float32) for _ in range(2))
+    context_start, context_end = np.array([2, 5, 1]), np.array([28, 30, 20])
+    char_starts = [np.where((np.arange(30) >= s) & (np.arange(30) < e), np.arange(30), -1)
+                   for s, e in zip(context_start, context_end)]
+    expected = best_spans_of_windows(list(start_logits), list(end_logits), char_starts, 7, 20)
+    starts, ends, scores, _ = (t.numpy() for t in best_spans_on_device(
+        torch.from_numpy(start_logits), torch.from_numpy(end_logits), torch.from_numpy(context_start),
+        torch.from_numpy(context_end), 7, 20))
+    for w in range(3):
+        assert starts[w].tolist() == expected[w].start_tokens.tolist()
+        assert ends[w].tolist() == expected[w].end_tokens.tolist()
+        assert scores[w].tolist() == expected[w].scores.tolist()
+        assert expected[w].scores.tolist() == [float(start_logits[w][i] + end_logits[w][j])
+                                               for i, j in zip(starts[w], ends[w])]
+
+
+def test_logits_far_from_zero_give_exact_log_partitions_and_probabilities(tmp_path):
+    """Windows of one chunk whose logits are about +1000 and -1000 (e^1000 overflows even float64): each window's
+    log-sum-exp is shifted by its own maximum (a shift shared by the chunk would underflow the second window to -inf),
+    and the n-best probabilities by the best score (no overflow to inf / inf = nan)."""
+    rng = np.random.default_rng(3)
+    start_logits = [rng.normal(size=12) + 1000, rng.normal(size=12) - 1000]
+    end_logits = [rng.normal(size=12) + 1000, rng.normal(size=12) - 1000]
+    char_starts = [np.where((np.arange(12) > 0) & (np.arange(12) < 11), np.arange(12), -1)] * 2
+    spans = best_spans_of_windows(start_logits, end_logits, char_starts, 4, 5)
+    for w in range(2):
+        s, e = start_logits[w].astype(np.float32).astype(np.float64), end_logits[w].astype(np.float32).astype(np.float64)
+        terms = [s[i] + e[j] for i in range(1, 11) for j in range(i, min(i + 4, 11))]
+        expected = max(terms) + math.log(math.fsum(math.exp(t - max(terms)) for t in terms))
+        assert spans[w].log_partition == pytest.approx(expected, abs=1e-3)
+    examples = {"id": ["high"], "context": ["甲" * 10]}
+    features = {"example_id": ["high"], "offset_mapping": [[None] + [(i, i + 1) for i in range(10)] + [None]]}
+    postprocess_qa_predictions(examples, features, ([start_logits[0]], [end_logits[0]]), max_answer_length=4,
+                               output_dir=str(tmp_path))
+    probabilities = [c["probability"] for c in json.loads((tmp_path / "nbest_predictions.json").read_text())["high"]]
+    assert all(math.isfinite(p) for p in probabilities) and sum(probabilities) == pytest.approx(1.0)
+
+
+def test_windows_without_any_valid_span_raise_no_numpy_warning():
+    """A window without paragraph tokens, and starts with no valid end: log(0) = -inf is expected there, silently."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        spans = best_spans_of_windows([np.zeros(4, dtype=np.float32)] * 2, [np.zeros(4, dtype=np.float32)] * 2,
+                                      [np.full(4, -1), np.array([-1, 0, 1, -1])], 1, 5)
+    assert spans[0].log_partition == -math.inf and spans[0].scores.tolist() == []
+    assert spans[1].log_partition == pytest.approx(math.log(2)) and spans[1].start_tokens.tolist() == [1, 2]
+
+
 def test_postprocess_returns_empty_answer_when_no_span_is_possible():
     examples = {"id": ["q"], "context": ["段落"]}
     features = {"example_id": ["q"], "offset_mapping": [[None, None, None]]}
     answers = postprocess_qa_predictions(examples, features, ([np.zeros(3)], [np.zeros(3)]))
     assert answers == {"q": ""}
+
+
+def test_postprocess_reads_the_paragraph_tokens_wherever_they_are_in_a_window():
+    """A window with a single paragraph token (a one-character paragraph), and paragraph tokens that are not one run
+    (offset_mapping allows None anywhere); the special tokens' high logits are never an answer."""
+    examples = {"id": ["one", "gaps"], "context": ["景", "景宗王"]}
+    features = {"example_id": ["one", "gaps"],
+                "offset_mapping": [[None, (0, 1), None], [None, (0, 1), None, (1, 2), (2, 3), None]]}
+    start_logits = [np.array([9.0, 1.0, 9.0]), np.array([9.0, 0.0, 9.0, 2.0, 0.0, 9.0])]
+    end_logits = [np.array([9.0, 1.0, 9.0]), np.array([9.0, 0.0, 9.0, 0.0, 3.0, 9.0])]
+    answers = postprocess_qa_predictions(examples, features, (start_logits, end_logits))
+    assert answers == {"one": "景", "gaps": "宗王"}
+    # Two tokens apart: as many paragraph tokens (2) as positions between the first and the one before the last.
+    features["offset_mapping"][1] = [None, (0, 1), None, None, (2, 3), None]
+    start_logits[1], end_logits[1] = np.array([9.0, 2.0, 9.0, 9.0, 0.0, 9.0]), np.array([9.0, 0.0, 9.0, 9.0, 3.0, 9.0])
+    assert postprocess_qa_predictions(examples, features, (start_logits, end_logits)) == {"one": "景", "gaps": "景宗王"}
+
+
+# One window [CLS] 景 宗 王 [SEP]: the paragraph tokens are positions 1 to 3.
+ONE_WINDOW = [None, (0, 1), (1, 2), (2, 3), None]
+
+
+def test_the_nbest_entries_give_the_spans_offsets_logits_and_probabilities(tmp_path):
+    """Spans (start token, end token): (1, 2) scores 2 + 3 = 5, (2, 2) 1 + 3 = 4, the others less; [CLS] and [SEP]
+    score 18 but are no answer. An example that no window refers to still gets its answer, empty."""
+    examples = {"id": ["q", "no window"], "context": ["景宗王", "甲"]}
+    features = {"example_id": ["q"], "offset_mapping": [ONE_WINDOW]}
+    start_logits, end_logits = [np.array([9.0, 2.0, 1.0, 0.0, 9.0])], [np.array([9.0, 0.0, 3.0, 1.0, 9.0])]
+    answers = postprocess_qa_predictions(
+        examples, features, (start_logits, end_logits), n_best_size=2, max_answer_length=3, output_dir=str(tmp_path)
+    )
+    assert answers == {"q": "景宗", "no window": ""}
+    nbest = json.loads((tmp_path / "nbest_predictions.json").read_text(encoding="utf-8"))
+    best, second = 1 / (1 + np.exp(-1.0)), 1 / (1 + np.exp(1.0))
+    assert nbest == {
+        "q": [
+            {"score": 5.0, "start_logit": 2.0, "end_logit": 3.0, "start": 0, "end": 2, "text": "景宗",
+             "probability": pytest.approx(best)},
+            {"score": 4.0, "start_logit": 1.0, "end_logit": 3.0, "start": 1, "end": 2, "text": "宗",
+             "probability": pytest.approx(second)},
+        ],
+        "no window": [],
+    }
+
+
+def test_version_2_null_answers_win_when_the_null_score_beats_the_best_span_by_more_than_the_threshold(tmp_path):
+    """SQuAD 2.0 post-processing (version_2_with_negative): the null score is the [CLS] start + end logits (the lowest
+    over an example's windows), against the best span's score, 5 here (景宗, as above)."""
+    examples = {"id": ["null", "span", "close", "nothing"], "context": ["景宗王"] * 4}
+    features = {"example_id": ["null", "span", "close", "close", "nothing"],
+                "offset_mapping": [ONE_WINDOW] * 4 + [[None] * 5]}
+    paragraph_start, paragraph_end = [2.0, 1.0, 0.0], [0.0, 3.0, 1.0]
+    # The [CLS] start and end logits of each window: null, span, close (two windows: 5.5 and 6), nothing.
+    null_logits = [(5.0, 7.0), (0.0, 0.5), (2.75, 2.75), (3.0, 3.0)]
+    start_logits = [np.array([s, *paragraph_start, 0.0]) for s, _ in null_logits] + [np.zeros(5)]
+    end_logits = [np.array([e, *paragraph_end, 0.0]) for _, e in null_logits] + [np.zeros(5)]
+    answers = postprocess_qa_predictions(examples, features, (start_logits, end_logits), version_2_with_negative=True,
+                                         max_answer_length=3, output_dir=str(tmp_path))
+    # null: 12 - 5 > 0; span: 0.5 - 5; close: min(5.5, 6) - 5 = 0.5 > 0 (the default threshold); nothing: no span.
+    assert answers == {"null": "", "span": "景宗", "close": "", "nothing": ""}
+    odds = json.loads((tmp_path / "null_odds.json").read_text(encoding="utf-8"))
+    assert odds == {"null": 7.0, "span": -4.5, "close": 0.5, "nothing": float("inf")}
+    nbest = json.loads((tmp_path / "nbest_predictions.json").read_text(encoding="utf-8"))
+    # The null answer takes its place by score among the spans (5, 4, 3, 2, 2, 1): first in null, last in span.
+    null_probability = np.exp(12.0) / sum(np.exp(c["score"]) for c in nbest["null"])
+    assert nbest["null"][0] == {"score": 12.0, "start": -1, "end": -1, "text": "",
+                                "probability": pytest.approx(null_probability)}
+    assert [c["score"] for c in nbest["span"]] == [5.0, 4.0, 3.0, 2.0, 2.0, 1.0, 0.5]
+    assert {key: nbest["span"][-1][key] for key in ("start", "end", "text")} == {"start": -1, "end": -1, "text": ""}
+    assert nbest["nothing"] == [{"score": 0.0, "start": -1, "end": -1, "text": "", "probability": 1.0}]
+    close = postprocess_qa_predictions(examples, features, (start_logits, end_logits), version_2_with_negative=True,
+                                       max_answer_length=3, null_score_diff_threshold=1.0)
+    assert close["close"] == "景宗" and close["null"] == ""
+    # A difference equal to the threshold keeps the span.
+    tie = postprocess_qa_predictions(examples, features, (start_logits, end_logits), version_2_with_negative=True,
+                                     max_answer_length=3, null_score_diff_threshold=0.5)
+    assert tie["close"] == "景宗"
 
 
 def test_long_questions_are_cut_at_a_character_boundary(tokenizer):
