@@ -15,10 +15,12 @@ and for the intent classification / slot tagging task (run_intent.py, run_slot.p
   test files without "tags".
 """
 
+import argparse
 import json
 import logging
 import os
 import random
+import re
 import signal
 import stat
 import sys
@@ -42,6 +44,26 @@ class OneLineErrors:
 
     def error(self, message):
         self.exit(2, f"error: {message} (see --help)\n")
+
+
+class ArgumentParser(OneLineErrors, argparse.ArgumentParser):
+    """The command-line parser of the scripts that do not take the Trainer's flags."""
+
+
+def positive_int(text):
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text):
+    """An argparse type: an integer of at least 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 class Terminated(BaseException):
@@ -117,12 +139,15 @@ def load_context(path):
     return paragraphs
 
 
+_UNWRITABLE = re.compile("[\ud800-\udfff\x00]")
+
+
 def _check_characters(text, where):
     """Refuses the characters no writer or reader of the outputs handles: lone UTF-16 surrogates (JSON escapes such
     as \\ud800 that are not a pair; they cannot be written as UTF-8) and NUL (U+0000)."""
-    for position, character in enumerate(text):
-        if "\ud800" <= character <= "\udfff" or character == "\x00":
-            raise InputError(f"{where}: character {position} is {ascii(character)}, which no text can hold")
+    found = _UNWRITABLE.search(text)
+    if found:
+        raise InputError(f"{where}: character {found.start()} is {ascii(found.group())}, which no text can hold")
 
 
 def load_questions(path, context, need_relevant=False, need_answer=False, labels_if_present=False):
@@ -142,12 +167,12 @@ def load_questions(path, context, need_relevant=False, need_answer=False, labels
     need_relevant = need_relevant or need_answer
     questions = []
     for question_id, record, where in _records_with_ids(path, records):
-        question = _field(record, "question", str, where)
+        question = required_field(record, "question", str, where)
         if not question.strip():
             raise InputError(f"{where}: field 'question': is empty")
         _check_characters(question, f"{where}: field 'question'")
 
-        paragraph_ids = _field(record, "paragraphs", list, where)
+        paragraph_ids = required_field(record, "paragraphs", list, where)
         if not paragraph_ids:
             raise InputError(f"{where}: field 'paragraphs': is empty, expected at least one paragraph index")
         for position, paragraph_id in enumerate(paragraph_ids):
@@ -155,7 +180,7 @@ def load_questions(path, context, need_relevant=False, need_answer=False, labels
         clean = {"id": question_id, "question": question, "paragraphs": list(paragraph_ids)}
 
         if need_relevant:
-            relevant = _field(record, "relevant", int, where)
+            relevant = required_field(record, "relevant", int, where)
             _check_paragraph_index(relevant, context, f"{where}: field 'relevant'")
             if relevant not in paragraph_ids:
                 raise InputError(
@@ -187,7 +212,7 @@ def _records_with_ids(path, records):
         where = f"{path}: record {index}"
         if not isinstance(record, dict):
             raise InputError(f"{where}: expected a JSON object, found {_json_type(record)}")
-        record_id = _field(record, "id", str, where)
+        record_id = required_field(record, "id", str, where)
         where = f"{path}: record {index} (id {record_id!r})"
         if not record_id.strip():
             raise InputError(f"{where}: field 'id': is empty")
@@ -205,13 +230,13 @@ def load_intent_utterances(path, need_intent=False):
     """
     utterances = []
     for utterance_id, record, where in _records_with_ids(path, _read_list(path, "utterances")):
-        text = _field(record, "text", str, where)
+        text = required_field(record, "text", str, where)
         if not text.strip():
             raise InputError(f"{where}: field 'text': is empty")
         _check_characters(text, f"{where}: field 'text'")
         clean = {"id": utterance_id, "text": text}
         if need_intent:
-            intent = _field(record, "intent", str, where)
+            intent = required_field(record, "intent", str, where)
             if not intent.strip():
                 raise InputError(f"{where}: field 'intent': is empty")
             clean["intent"] = intent
@@ -228,7 +253,7 @@ def load_slot_utterances(path, need_tags=False):
     """
     utterances = []
     for utterance_id, record, where in _records_with_ids(path, _read_list(path, "utterances")):
-        tokens = _field(record, "tokens", list, where)
+        tokens = required_field(record, "tokens", list, where)
         for position, token in enumerate(tokens):
             if not isinstance(token, str):
                 raise InputError(f"{where}: field 'tokens'[{position}]: expected a string, found {_json_type(token)}")
@@ -237,7 +262,7 @@ def load_slot_utterances(path, need_tags=False):
             raise InputError(f"{where}: field 'tokens': is empty" + (f" ({len(tokens)} blank words)" if tokens else ""))
         clean = {"id": utterance_id, "tokens": list(tokens)}
         if need_tags:
-            tags = _field(record, "tags", list, where)
+            tags = required_field(record, "tags", list, where)
             if len(tags) != len(tokens):
                 raise InputError(
                     f"{where}: field 'tags': {len(tags)} tags for {len(tokens)} tokens (one tag per token)"
@@ -277,31 +302,44 @@ def check_known_labels(path, records, field, label_names, label_source):
 
 
 def _checked_answer(record, paragraph, where):
-    answer = _field(record, "answer", dict, where)
-    text = _field(answer, "text", str, f"{where}: field 'answer'")
-    start = _field(answer, "start", int, f"{where}: field 'answer'")
+    answer = required_field(record, "answer", dict, where)
+    text = required_field(answer, "text", str, f"{where}: field 'answer'")
+    start = required_field(answer, "start", int, f"{where}: field 'answer'")
     if not text.strip():
         raise InputError(f"{where}: field 'answer.text': is empty")
     _check_characters(text, f"{where}: field 'answer.text'")
-    if start >= 0 and paragraph.startswith(text, start):
+    located, occurrences = locate_answer(paragraph, text, start)
+    if located == start:
         return {"text": text, "start": start}
-
-    occurrences = _find_all(paragraph, text)
-    if len(occurrences) == 1:
+    if located is not None:
         logger.warning(
             "%s: field 'answer.start': %r is not at %s; repaired to %d, its only occurrence in the paragraph",
             where,
             text,
             _short_number(start),
-            occurrences[0],
+            located,
         )
-        return {"text": text, "start": occurrences[0]}
+        return {"text": text, "start": located}
     if not occurrences:
         raise InputError(f"{where}: field 'answer.text': {text!r} does not occur in paragraph {record['relevant']}")
     raise InputError(
         f"{where}: field 'answer.start': {text!r} is not at {_short_number(start)} and occurs {len(occurrences)} times "
         f"in paragraph {record['relevant']} (at {occurrences[:5]}), so it cannot be repaired"
     )
+
+
+def locate_answer(paragraph, text, start):
+    """Where the answer `text`, said to start at `start`, is in `paragraph`: returns (start or None, occurrences).
+
+    The start is `start` itself when the text is there, else the text's only occurrence (a repair); None when the text
+    occurs nowhere or several times (no way to tell which one is meant). `occurrences` lists every offset of the text
+    when `start` was wrong (empty when it was right or the text is absent). Callers decide what a failure means:
+    load_questions raises InputError, convert_squad.py drops the question and counts it.
+    """
+    if start >= 0 and paragraph.startswith(text, start):
+        return start, []
+    occurrences = _find_all(paragraph, text)
+    return (occurrences[0] if len(occurrences) == 1 else None), occurrences
 
 
 def _find_all(text, sub):
@@ -312,7 +350,8 @@ def _find_all(text, sub):
     return positions
 
 
-def _field(record, name, expected_type, where):
+def required_field(record, name, expected_type, where):
+    """record[name], checked to be of `expected_type`; an InputError naming `where` and the field otherwise."""
     if name not in record:
         raise InputError(f"{where}: field '{name}': missing")
     value = record[name]

@@ -27,10 +27,10 @@ Output files are checked before any model runs and written at the end through a 
 no partial output (adl_data.write_atomically has the rules for links, devices and pipes).
 """
 
-import argparse
 import collections
 import hashlib
 import inspect
+import itertools
 import json
 import logging
 import os
@@ -39,6 +39,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,21 +48,34 @@ import numpy as np
 import torch
 import transformers
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoModelForMultipleChoice, AutoModelForQuestionAnswering, AutoTokenizer
+from transformers import (
+    AutoConfig,
+    AutoModelForMultipleChoice,
+    AutoModelForQuestionAnswering,
+    AutoTokenizer,
+)
 
 import analysis
 from adl_data import (
+    ArgumentParser,
     InputError,
-    OneLineErrors,
     join_candidates,
     load_context,
     load_questions,
+    non_negative_int,
+    positive_int,
     prepare_output_path,
     run_main,
     write_json,
     write_predictions_csv,
 )
-from decoding import SpanCandidates, decode, merge_span_candidates, paragraph_log_probs, top_paragraphs
+from decoding import (
+    SpanCandidates,
+    decode,
+    merge_span_candidates,
+    paragraph_log_probs,
+    top_paragraphs,
+)
 from utils_qa import (
     DOC_STRIDE,
     MAX_ANSWER_LENGTH,
@@ -69,7 +83,9 @@ from utils_qa import (
     MAX_SEQ_LENGTH,
     N_BEST_SIZE,
     PairTemplate,
+    WindowSpans,
     best_spans_of_windows,
+    best_spans_on_device,
     candidate_separator_ids,
     character_spans,
     check_model_reads,
@@ -81,6 +97,7 @@ from utils_qa import (
     question_global_attention,
     question_token_ids,
     question_windows,
+    token_runs,
     tokenize_texts,
 )
 
@@ -90,29 +107,10 @@ ROOT = Path(__file__).resolve().parent
 DEFAULT_MC_MODEL = ROOT / "models" / "paragraph-selection"
 DEFAULT_QA_MODEL = ROOT / "models" / "span-selection"
 DEMO_MARKER = "DEMO_MODEL.md"
-INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 # Chosen by measurement (docs/inference.md, "Joint decoding"): the paragraphs whose spans compete for the answer.
 TOP_K_PARAGRAPHS = 1
 # Sequences (pairs or windows) prepared, run and post-processed together: bounds memory to a few tens of MB.
 SEQUENCES_PER_CHUNK = 1024
-
-
-class ArgumentParser(OneLineErrors, argparse.ArgumentParser):
-    pass
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
 
 
 def parse_arguments(argv=None):
@@ -164,6 +162,19 @@ def parse_arguments(argv=None):
     )
     parser.add_argument(
         "--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: the GPU if there is one."
+    )
+    parser.add_argument(
+        "--decode_on_device",
+        action="store_true",
+        help="Pick each window's --n_best_size best spans inside the (exported) model, on the GPU, so that a few "
+        "numbers per window come back instead of two rows of logits; the same answers as decoding on the CPU.",
+    )
+    parser.add_argument(
+        "--overlap",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="Prepare the next batches and post-process the finished ones in background threads while the model "
+        "runs (auto: on a GPU, where it hides the CPU work; on a CPU the threads only compete for the same cores).",
     )
     parser.add_argument("--max_seq_length", type=positive_int, default=MAX_SEQ_LENGTH, help="Tokens per sequence.")
     parser.add_argument(
@@ -230,6 +241,34 @@ class SpanScorer(torch.nn.Module):
             return_dict=False,
             **global_attention,
         )[:2]
+
+
+class SpanDecoder(torch.nn.Module):
+    """A question-answering model followed by span decoding (utils_qa.best_spans_on_device), both on the device: each
+    window's n best spans (start tokens, end tokens, scores) and its log partition come back, not its logits."""
+
+    def __init__(self, model, max_answer_length, n_best_size, question_end_token=None):
+        super().__init__()
+        self.scorer = SpanScorer(model, question_end_token)
+        self.max_answer_length, self.n_best_size = max_answer_length, n_best_size
+
+    def forward(self, input_ids, attention_mask, token_type_ids, context_start, context_end):
+        start_logits, end_logits = self.scorer(input_ids, attention_mask, token_type_ids)
+        return best_spans_on_device(
+            start_logits, end_logits, context_start, context_end, self.max_answer_length, self.n_best_size
+        )
+
+
+class JoinedSpanDecoder(SpanDecoder):
+    """A SpanDecoder for windows over joined candidates (--end_to_end): it also takes each token's run of paragraph
+    tokens (utils_qa.token_runs, -1 for the question, the separators and padding), so that no span crosses a
+    separator on the device either."""
+
+    def forward(self, input_ids, attention_mask, token_type_ids, context_start, context_end, runs):
+        start_logits, end_logits = self.scorer(input_ids, attention_mask, token_type_ids)
+        return best_spans_on_device(
+            start_logits, end_logits, context_start, context_end, self.max_answer_length, self.n_best_size, runs
+        )
 
 
 @dataclass
@@ -313,27 +352,36 @@ def load_checkpoint(path, stage, max_seq_length=MAX_SEQ_LENGTH):
     return tokenizer, model.eval()
 
 
-def _example_inputs(device):
-    """A small batch to trace or export with; one row is padded so that the attention mask is really used."""
+def _example_inputs(module, device):
+    """A small batch to trace or export with; one row is padded so that the attention mask is really used (and, for
+    a SpanDecoder, the rows' paragraph bounds; for a JoinedSpanDecoder, their runs of paragraph tokens, two in the
+    first row)."""
     input_ids = torch.randint(5, 100, (2, 16), device=device)
     attention_mask = torch.ones_like(input_ids)
     attention_mask[1, 9:] = 0
-    return input_ids, attention_mask, torch.zeros_like(input_ids)
+    inputs = (input_ids, attention_mask, torch.zeros_like(input_ids))
+    if isinstance(module, SpanDecoder):
+        inputs += (torch.tensor([3, 2], device=device), torch.tensor([15, 9], device=device))
+    if isinstance(module, JoinedSpanDecoder):
+        runs = torch.full((2, 16), -1, device=device)
+        runs[0, 3:8], runs[0, 9:15], runs[1, 2:9] = 0, 1, 0
+        inputs += (runs,)
+    return inputs
 
 
-def _export_stamp(checkpoint, device, dtype, max_seq_length):
+def _export_stamp(checkpoint, device, dtype, settings):
     weights = sorted(checkpoint.glob("*.safetensors"))
     return {
         "weights": [[w.name, w.stat().st_size, w.stat().st_mtime_ns] for w in weights],
         "torch": torch.__version__,
         "device": device.type,
         "dtype": str(dtype),
-        "max_seq_length": max_seq_length,
+        **settings,
     }
 
 
 def _export(module, kind, device, max_seq_length):
-    example = _example_inputs(device)
+    example = _example_inputs(module, device)
     with warnings.catch_warnings():
         # Tracing warns about Python values it records as constants and about TorchScript's deprecation; both are
         # expected: the predictions of the exported model are compared with eager ones in the tests.
@@ -341,20 +389,23 @@ def _export(module, kind, device, max_seq_length):
         if kind == "torchscript":
             return torch.jit.trace(module, example, check_trace=False)
         batch, length = torch.export.Dim("batch"), torch.export.Dim("length", max=max(max_seq_length, 17))
-        dynamic = {name: {0: batch, 1: length} for name in INPUT_NAMES}
+        dynamic = [{0: batch, 1: length} if tensor.dim() == 2 else {0: batch} for tensor in example]
         return torch.export.export(module, example, dynamic_shapes=dynamic)
 
 
 def exported_forward(module, kind, checkpoint, device, dtype, max_seq_length):
     """The exported version of `module`, cached in <checkpoint>/exported/ and reused while the weights, torch
-    version, device, dtype and longest sequence stay the same."""
+    version, device, dtype, longest sequence (and a SpanDecoder's settings) stay the same."""
     checkpoint = Path(checkpoint)
     suffix = "pt" if kind == "torchscript" else "pt2"
     cache = (
         checkpoint / "exported" / f"{type(module).__name__}-{kind}-{device.type}-{str(dtype).split('.')[-1]}.{suffix}"
     )
     stamp_path = cache.with_suffix(".json")
-    stamp = _export_stamp(checkpoint, device, dtype, max_seq_length)
+    settings = {"max_seq_length": max_seq_length}
+    if isinstance(module, SpanDecoder):
+        settings.update(max_answer_length=module.max_answer_length, n_best_size=module.n_best_size)
+    stamp = _export_stamp(checkpoint, device, dtype, settings)
     if cache.exists() and stamp_path.exists() and _read_stamp(stamp_path) == stamp:
         logger.info(f"Reusing the {kind} export {cache}")
         try:
@@ -370,7 +421,7 @@ def exported_forward(module, kind, checkpoint, device, dtype, max_seq_length):
     try:
         cache.parent.mkdir(exist_ok=True)
         # Written beside and renamed, stamp last: an interrupted run leaves no cache that looks complete.
-        partial = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+        partial = cache.with_name(f".{cache.stem}.{os.getpid()}.tmp{cache.suffix}")
         if kind == "torchscript":
             exported.save(str(partial))
         else:
@@ -420,7 +471,12 @@ def load_members(paths, stage, args, device, dtype):
         keep_block_sparse_attention(model)
         model = model.to(device=device, dtype=dtype)
         if stage is SPAN_SELECTION:
-            module = SpanScorer(model, question_end_token(model, tokenizer)).eval()
+            end_token = question_end_token(model, tokenizer)
+            if args.decode_on_device:
+                decoder_class = JoinedSpanDecoder if args.end_to_end else SpanDecoder
+                module = decoder_class(model, args.max_answer_length, args.n_best_size, end_token).eval()
+            else:
+                module = SpanScorer(model, end_token).eval()
         else:
             module = stage.scorer_class(model).eval()
         if args.export != "none":
@@ -439,9 +495,12 @@ class ParagraphTokens:
     def __init__(self, context):
         self.context = context
         self.tokens = {}  # (tokenizer fingerprint, paragraph index) -> TokenizedText
+        self.fingerprints = weakref.WeakKeyDictionary()  # tokenizer -> its fingerprint
 
     def of(self, tokenizer, paragraph_indices):
-        fingerprint = _fingerprint(tokenizer)
+        if tokenizer not in self.fingerprints:
+            self.fingerprints[tokenizer] = _fingerprint(tokenizer)
+        fingerprint = self.fingerprints[tokenizer]
         missing = [p for p in dict.fromkeys(paragraph_indices) if (fingerprint, p) not in self.tokens]
         for p, tokens in zip(missing, tokenize_texts([self.context[p] for p in missing], tokenizer)):
             self.tokens[(fingerprint, p)] = tokens
@@ -489,9 +548,11 @@ class StageStats:
 
 
 def padded_batches(sequences, pad_token_id, batch_size):
-    """Yields (positions, input tensors) over `sequences` ((input_ids, token_type_ids or None) pairs), longest first,
-    each batch padded to its own longest sequence."""
-    lengths = np.array([len(input_ids) for input_ids, _ in sequences])
+    """Yields (positions, input tensors) over `sequences` ((input_ids, token_type_ids or None, extras) triples),
+    longest first, each batch padded to its own longest sequence. The extras of the sequences follow as one tensor
+    each: integers (a window's paragraph bounds, for a SpanDecoder) as (batch,), arrays of one integer per token (the
+    runs of paragraph tokens, for a JoinedSpanDecoder) as (batch, length), padded with -1."""
+    lengths = np.array([len(input_ids) for input_ids, _, _ in sequences])
     order = np.argsort(-lengths, kind="stable")
     for batch_start in range(0, len(order), batch_size):
         positions = order[batch_start : batch_start + batch_size]
@@ -500,23 +561,22 @@ def padded_batches(sequences, pad_token_id, batch_size):
         attention_mask = np.zeros((len(positions), width), dtype=np.int64)
         token_type_ids = np.zeros((len(positions), width), dtype=np.int64)
         for row, position in enumerate(positions):
-            ids, types = sequences[position]
+            ids, types, _ = sequences[position]
             input_ids[row, : len(ids)] = ids
             attention_mask[row, : len(ids)] = 1
             if types is not None:
                 token_type_ids[row, : len(ids)] = types
-        yield positions, [torch.from_numpy(array) for array in (input_ids, attention_mask, token_type_ids)]
-
-
-def _chunks(items, size):
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+        extras = []
+        for column in zip(*(sequences[position][2] for position in positions)):
+            if np.ndim(column[0]) == 0:
+                extras.append(np.array(column, dtype=np.int64))
+            else:
+                per_token = np.full((len(positions), width), -1, dtype=np.int64)
+                for row, values in enumerate(column):
+                    per_token[row, : len(values)] = values
+                extras.append(per_token)
+        tensors = [input_ids, attention_mask, token_type_ids, *extras]
+        yield positions, [torch.from_numpy(np.ascontiguousarray(array)) for array in tensors]
 
 
 def _in_background(iterator, depth=2):
@@ -554,53 +614,67 @@ def _in_background(iterator, depth=2):
         stop.set()
 
 
-def run_model(keyed_sequences, forward, pad_token_id, args, device, stats, consume, overlap):
-    """Runs `forward` over `keyed_sequences` ((key, input_ids, token_type_ids) triples, any number), a chunk of
-    SEQUENCES_PER_CHUNK at a time, and calls consume(keys, outputs) once per chunk, in order; outputs holds per
-    sequence a tuple of arrays trimmed to its length (or a scalar score).
+def run_model(keyed_sequences, forward, pad_token_id, args, device, stats, consume, overlap, per_token=True):
+    """Runs `forward` over `keyed_sequences` ((key, input_ids, token_type_ids, extra integers) tuples, any number) and
+    calls consume(keys, outputs) once per batch, in order; outputs holds per sequence a tuple of its rows of the
+    forward's outputs: a scalar score, or arrays trimmed to the sequence's length when `per_token` (logits), or the
+    whole row (a SpanDecoder's n best spans). Sequences are taken a chunk of SEQUENCES_PER_CHUNK at a time, sorted by
+    length within the chunk, and each batch is padded to its own longest.
 
-    With `overlap`, preparing the batches and consuming the outputs run in threads beside the forward passes."""
+    With `overlap`, preparing the batches (assembling and padding) and consuming the outputs run in two threads beside
+    the forward passes, so that on a GPU the CPU work hides behind the device's."""
 
-    def batches_of_chunks():
-        for chunk in _chunks(keyed_sequences, SEQUENCES_PER_CHUNK):
+    def prepared_batches():
+        sequences = iter(keyed_sequences)
+        while True:
             start = time.perf_counter()
-            sequences = [(input_ids, token_type_ids) for _, input_ids, token_type_ids in chunk]
-            batches = list(padded_batches(sequences, pad_token_id, args.batch_size))
-            if device.type == "cuda":
-                batches = [(positions, [t.pin_memory() for t in tensors]) for positions, tensors in batches]
+            chunk = list(itertools.islice(sequences, SEQUENCES_PER_CHUNK))
+            if not chunk:
+                return
+            lengths = [len(input_ids) for _, input_ids, _, _ in chunk]
+            batches = padded_batches([sequence[1:] for sequence in chunk], pad_token_id, args.batch_size)
             stats.add_time("prepare", time.perf_counter() - start)
-            yield [key for key, _, _ in chunk], [len(ids) for ids, _ in sequences], batches
+            while True:
+                start = time.perf_counter()
+                batch = next(batches, None)
+                if batch is None:
+                    break
+                positions, tensors = batch
+                if device.type == "cuda":
+                    tensors = [tensor.pin_memory() for tensor in tensors]
+                stats.add_time("prepare", time.perf_counter() - start)
+                yield [chunk[p][0] for p in positions], [lengths[p] for p in positions], tensors
 
     def consume_timed(keys, outputs):
         start = time.perf_counter()
         consume(keys, outputs)
         stats.add_time("post-process", time.perf_counter() - start)
 
-    chunks = _in_background(batches_of_chunks()) if overlap else batches_of_chunks()
+    batches = _in_background(prepared_batches(), depth=4) if overlap else prepared_batches()
     with (
         torch.inference_mode(),
         ThreadPoolExecutor(max_workers=1) as consumer,
         tqdm(desc=stats.name, unit="seq", leave=False, disable=None) as progress,
     ):
         pending = []
-        for keys, lengths, batches in chunks:
+        for keys, lengths, tensors in batches:
             start = time.perf_counter()
-            outputs = [None] * len(keys)
-            for positions, tensors in batches:
-                stats.padded_tokens += sum(tensors[0].shape[1] - lengths[p] for p in positions)
-                inputs = [tensor.to(device, non_blocking=True) for tensor in tensors]
-                results = [output.float().cpu().numpy() for output in forward(*inputs)]
-                for row, position in enumerate(positions):
-                    outputs[position] = tuple(
-                        result[row, : lengths[position]] if result.ndim == 2 else result[row] for result in results
-                    )
-                progress.update(len(positions))
+            inputs = [tensor.to(device, non_blocking=True) for tensor in tensors]
+            results = [
+                (output.float() if output.is_floating_point() else output).cpu().numpy() for output in forward(*inputs)
+            ]
+            outputs = [
+                tuple(result[row, :length] if per_token and result.ndim == 2 else result[row] for result in results)
+                for row, length in enumerate(lengths)
+            ]
             stats.add_time("model", time.perf_counter() - start)
             stats.sequences += len(keys)
             stats.tokens += sum(lengths)
+            stats.padded_tokens += len(keys) * tensors[0].shape[1] - sum(lengths)
+            progress.update(len(keys))
             if overlap:
                 pending.append(consumer.submit(consume_timed, keys, outputs))
-                while len(pending) > 1:
+                while len(pending) > 4:
                     pending.pop(0).result()
             else:
                 consume_timed(keys, outputs)
@@ -612,19 +686,37 @@ def run_model(keyed_sequences, forward, pad_token_id, args, device, stats, consu
 # The two stages
 
 
+# Questions tokenized together, with their paragraphs: large enough for the tokenizer's batch calls to pay off, small
+# enough that, with --overlap, the first batches reach the device at once.
+QUESTIONS_PER_GROUP = 64
+
+
+def tokenized_groups(entries, paragraph_tokens, member, args, stats):
+    """Tokenizes `entries` ((question text, paragraph indices) pairs) a group of QUESTIONS_PER_GROUP at a time; yields
+    for each entry (its position, its question's token ids, {paragraph index: TokenizedText} of its group)."""
+    for group_start in range(0, len(entries), QUESTIONS_PER_GROUP):
+        start = time.perf_counter()
+        group = entries[group_start : group_start + QUESTIONS_PER_GROUP]
+        question_ids = question_token_ids(
+            [question for question, _ in group], member.tokenizer, args.max_question_length
+        )
+        tokens = paragraph_tokens.of(member.tokenizer, [p for _, paragraphs in group for p in paragraphs])
+        stats.add_time("tokenize", time.perf_counter() - start)
+        for offset, ids in enumerate(question_ids):
+            yield group_start + offset, ids, tokens
+
+
 def score_paragraphs(questions, paragraph_tokens, member, args, device, stats, overlap):
     """Stage 1 with one model: the score of each candidate paragraph of each question (a list of arrays)."""
-    start = time.perf_counter()
-    question_ids = question_token_ids([q["question"] for q in questions], member.tokenizer, args.max_question_length)
-    tokens = paragraph_tokens.of(member.tokenizer, [p for q in questions for p in q["paragraphs"]])
-    stats.add_time("tokenize", time.perf_counter() - start)
 
     def pairs():
-        for q, question in enumerate(questions):
-            room = member.template.room(question_ids[q], args.max_seq_length)
-            for c, paragraph in enumerate(question["paragraphs"]):
-                input_ids, token_type_ids, _ = member.template.assemble(question_ids[q], tokens[paragraph].ids[:room])
-                yield (q, c), input_ids, token_type_ids
+        # Tokenized a group of questions at a time, in the thread that prepares the batches (with --overlap).
+        entries = [(q["question"], q["paragraphs"]) for q in questions]
+        for q, question_ids, tokens in tokenized_groups(entries, paragraph_tokens, member, args, stats):
+            room = member.template.room(question_ids, args.max_seq_length)
+            for c, paragraph in enumerate(questions[q]["paragraphs"]):
+                input_ids, token_type_ids, _ = member.template.assemble(question_ids, tokens[paragraph].ids[:room])
+                yield (q, c), input_ids, token_type_ids, ()
 
     scores = [np.zeros(len(q["paragraphs"])) for q in questions]
 
@@ -636,29 +728,35 @@ def score_paragraphs(questions, paragraph_tokens, member, args, device, stats, o
     return scores
 
 
+def character_offsets(window):
+    """(char_starts, char_ends) of every token of a window's sequence: -1 outside the paragraph, and on the separators
+    of joined candidates."""
+    starts = np.full(len(window.input_ids), -1, dtype=np.int64)
+    ends = np.full(len(window.input_ids), -1, dtype=np.int64)
+    starts[window.context_start : window.context_start + len(window.offsets)] = window.offsets[:, 0]
+    ends[window.context_start : window.context_start + len(window.offsets)] = window.offsets[:, 1]
+    return starts, ends
+
+
 def find_spans(questions, requests, paragraph_tokens, member, args, device, stats, overlap):
     """Stage 2 with one model: the SpanCandidates of each (question position, paragraph index) request: the
     n_best_size best character spans of the paragraph with log P(span | question, paragraph)."""
-    start = time.perf_counter()
-    asked = sorted({q for q, _ in requests})
-    question_ids = dict(
-        zip(
-            asked,
-            question_token_ids([questions[q]["question"] for q in asked], member.tokenizer, args.max_question_length),
-        )
-    )
-    tokens = paragraph_tokens.of(member.tokenizer, [p for _, p in requests])
-    stats.add_time("tokenize", time.perf_counter() - start)
-
     windows = {}  # the Window of each sequence in flight: its characters are needed after the forward pass
 
     def sequences():
-        for r, (q, p) in enumerate(requests):
+        entries = [(questions[q]["question"], [p]) for q, p in requests]
+        for r, question_ids, tokens in tokenized_groups(entries, paragraph_tokens, member, args, stats):
+            paragraph = tokens[requests[r][1]]
             for w, window in enumerate(
-                question_windows(question_ids[q], tokens[p], member.template, args.max_seq_length, args.doc_stride)
+                question_windows(question_ids, paragraph, member.template, args.max_seq_length, args.doc_stride)
             ):
                 windows[(r, w)] = window
-                yield (r, w), window.input_ids, window.token_type_ids
+                extras = ()
+                if args.decode_on_device:
+                    extras = (window.context_start, window.context_start + len(window.offsets))
+                    if args.end_to_end:  # a JoinedSpanDecoder
+                        extras += (token_runs(character_offsets(window)[0]),)
+                yield (r, w), window.input_ids, window.token_type_ids, extras
 
     # Per request, its best spans so far (merged after each chunk, so memory does not grow with the windows) and
     # the log-sum-exp of the scores of all its valid spans.
@@ -667,21 +765,24 @@ def find_spans(questions, requests, paragraph_tokens, member, args, device, stat
 
     def consume(keys, outputs):
         char_starts, char_ends = [], []
-        for key, (start_logits, _) in zip(keys, outputs):
-            window = windows.pop(key)
-            starts = np.full(len(start_logits), -1, dtype=np.int64)
-            ends = np.full(len(start_logits), -1, dtype=np.int64)
-            starts[window.context_start : window.context_start + len(window.offsets)] = window.offsets[:, 0]
-            ends[window.context_start : window.context_start + len(window.offsets)] = window.offsets[:, 1]
+        for key in keys:
+            starts, ends = character_offsets(windows.pop(key))
             char_starts.append(starts)
             char_ends.append(ends)
-        best = best_spans_of_windows(
-            [output[0] for output in outputs],
-            [output[1] for output in outputs],
-            char_starts,
-            args.max_answer_length,
-            args.n_best_size,
-        )
+        if args.decode_on_device:
+            best = [
+                WindowSpans(start_tokens[valid], end_tokens[valid], scores[valid], float(log_partition))
+                for start_tokens, end_tokens, scores, log_partition in outputs
+                for valid in [np.isfinite(scores)]
+            ]
+        else:
+            best = best_spans_of_windows(
+                [output[0] for output in outputs],
+                [output[1] for output in outputs],
+                char_starts,
+                args.max_answer_length,
+                args.n_best_size,
+            )
         pieces = collections.defaultdict(list)
         for (r, _), spans, starts, ends in zip(keys, best, char_starts, char_ends):
             pieces[r].append(character_spans(spans, starts, ends)[:3])
@@ -690,7 +791,17 @@ def find_spans(questions, requests, paragraph_tokens, member, args, device, stat
             earlier = [best_of_request[r]] if best_of_request[r] is not None else []
             best_of_request[r] = merge_character_spans(earlier + new, args.n_best_size)
 
-    run_model(sequences(), member.forward, member.tokenizer.pad_token_id, args, device, stats, consume, overlap)
+    run_model(
+        sequences(),
+        member.forward,
+        member.tokenizer.pad_token_id,
+        args,
+        device,
+        stats,
+        consume,
+        overlap,
+        per_token=not args.decode_on_device,
+    )
 
     results = []
     for best, partition in zip(best_of_request, log_partition):
@@ -734,7 +845,7 @@ def predict(args):
     if args.analysis_dir and not labelled:
         raise InputError(f"{args.test_file}: --analysis_dir needs labelled questions (with 'relevant' and 'answer')")
     device, dtype = choose_device(args.device)
-    overlap = device.type == "cuda"
+    overlap = args.overlap == "on" or (args.overlap == "auto" and device.type == "cuda")
 
     start = time.perf_counter()
     mc_members = [] if args.end_to_end else load_members(args.mc_model, PARAGRAPH_SELECTION, args, device, dtype)

@@ -42,7 +42,15 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.ft2font import FT2Font
 from matplotlib.ticker import MaxNLocator
 
-from adl_data import InputError, prepare_output_path, read_json, run_main, write_atomically
+from adl_data import (
+    ArgumentParser,
+    InputError,
+    positive_int,
+    prepare_output_path,
+    read_json,
+    run_main,
+    write_atomically,
+)
 
 MIN_POINTS = 5
 CJK_FONT_INSTALL_HINT = "install a CJK font (`sudo apt install fonts-noto-cjk`) or pass --font /path/to/font.ttc"
@@ -444,7 +452,7 @@ def warn(message: str) -> None:
 
 
 def parse_command_line(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="Plot the learning curves of Trainer runs and tabulate their results.",
         epilog="Example: python plot_curves.py outputs/*/span-selection --output_dir curves/span-selection",
     )
@@ -476,7 +484,9 @@ def parse_command_line(argv: list[str] | None = None) -> argparse.Namespace:
         help="Font file (.ttf, .otf, .ttc) for the run names, e.g. a CJK font for names in Chinese "
         "(default: an installed font that has their characters).",
     )
-    parser.add_argument("--dpi", type=int, default=100, metavar="N", help="Resolution of the PNG files (default: 100).")
+    parser.add_argument(
+        "--dpi", type=positive_int, default=100, metavar="N", help="Resolution of the PNG files (default: 100)."
+    )
     return parser.parse_args(argv)
 
 

@@ -28,7 +28,14 @@ from datasets import Dataset
 from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding, Trainer
 from transformers.trainer_utils import speed_metrics
 
-from adl_data import InputError, load_context, load_questions, run_main, to_squad_examples, write_predictions_csv
+from adl_data import (
+    InputError,
+    load_context,
+    load_questions,
+    run_main,
+    to_squad_examples,
+    write_predictions_csv,
+)
 from common import (
     CheckedTrainingArguments,
     ModelArguments,

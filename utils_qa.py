@@ -486,19 +486,24 @@ class WindowSpans:
     log_partition: float  # -inf when the window has no valid span
 
 
-def paragraph_runs(char_starts):
-    """Masks of the runs of consecutive paragraph tokens (char_starts >= 0) of a window: a single mask for a window of
-    one paragraph (all its paragraph tokens, or none), one per paragraph for a window across joined candidates."""
+def token_runs(char_starts):
+    """The run of paragraph tokens that each token of a window belongs to: 0, 1, ... for the runs of consecutive
+    paragraph tokens (char_starts >= 0), in order, and -1 for the others. A window of one paragraph has one run; a
+    window across joined candidates has one per paragraph, the separators between them in none. Both span decoders
+    keep a span inside one run (best_spans_of_windows, best_spans_on_device)."""
     inside = char_starts >= 0
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], inside.astype(np.int8), [0]])))
-    if len(edges) <= 2:
-        return [inside]
-    runs = []
-    for start, end in edges.reshape(-1, 2):
-        run = np.zeros(len(inside), dtype=bool)
-        run[start:end] = True
-        runs.append(run)
-    return runs
+    first_of_run = inside & ~np.concatenate([[False], inside[:-1]])
+    return np.where(inside, np.cumsum(first_of_run) - 1, -1)
+
+
+def paragraph_runs(char_starts):
+    """Masks of the runs of token_runs: a single mask for a window of one paragraph (all its paragraph tokens, or
+    none), one per paragraph for a window across joined candidates."""
+    runs = token_runs(char_starts)
+    count = int(runs.max(initial=-1)) + 1
+    if count <= 1:
+        return [runs >= 0]
+    return [runs == run for run in range(count)]
 
 
 def best_spans_of_windows(all_start_logits, all_end_logits, all_char_starts, max_answer_length, n_best_size):
@@ -525,11 +530,11 @@ def best_spans_of_windows(all_start_logits, all_end_logits, all_char_starts, max
         # The n best spans start at the n starts whose own best span scores highest (if a best span started
         # elsewhere, n better spans would exist), so only those starts need all their span lengths ranked.
         best_of_start = start_scores + ends_of_spans.max(axis=2)
-        n_starts = min(n_best_size, width)
-        starts = np.sort(np.argpartition(-best_of_start, n_starts - 1, axis=1)[:, :n_starts], axis=1)
+        starts = np.sort(_first_in_order(best_of_start, min(n_best_size, width)), axis=1)
         rows = np.arange(len(chunk))[:, None]
         scores = (start_scores[rows, starts][:, :, None] + ends_of_spans[rows, starts]).reshape(len(chunk), -1)
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :n_best_size]
+        # With the starts in increasing order, the flat index orders spans by start, then length.
+        order = _first_in_order(scores, min(n_best_size, scores.shape[1]))
         top_scores = np.take_along_axis(scores, order, axis=1)
         log_partitions = _log_partitions(start_scores, end_scores, max_answer_length)
         for row in range(len(chunk)):
@@ -558,6 +563,21 @@ def _merge_runs(spans_of_runs, n_best_size):
     return WindowSpans(start_tokens[order], end_tokens[order], scores[order], float(log_partition))
 
 
+def _first_in_order(values, k):
+    """Per row, the positions of the first k values in the order (value descending, position ascending): what a full
+    stable sort would give, without sorting every value (a partition finds the k-th value; ties with it are taken
+    from the left)."""
+    kth = -np.partition(-values, k - 1, axis=1)[:, k - 1 : k]
+    above = values > kth
+    tied = values == kth
+    # Every row has at least k values >= its k-th: the first of the ties make up the count.
+    tied &= np.cumsum(tied, axis=1) <= k - above.sum(axis=1, keepdims=True)
+    positions = np.nonzero(above | tied)[1].reshape(len(values), k)
+    return np.take_along_axis(
+        positions, np.argsort(-np.take_along_axis(values, positions, axis=1), axis=1, kind="stable"), axis=1
+    )
+
+
 def _log_partitions(start_scores, end_scores, max_answer_length):
     """log sum over the valid spans (i, i + k) of exp(start[i] + end[i + k]), per window, without building every span:
     the sum over k of exp(end[i + k]) is a difference of cumulative sums."""
@@ -573,6 +593,53 @@ def _log_partitions(start_scores, end_scores, max_answer_length):
         top = np.max(terms, axis=1, keepdims=True)
         finite_top = np.where(np.isfinite(top), top, 0.0)
         return (finite_top + np.log(np.sum(np.exp(terms - finite_top), axis=1, keepdims=True)))[:, 0]
+
+
+def best_spans_on_device(
+    start_logits, end_logits, context_start, context_end, max_answer_length, n_best_size, runs=None
+):
+    """best_spans_of_windows for a batch of windows, in torch on the logits' own device (inside an exported graph, so
+    that only a few numbers per window leave the device): the same spans, scores and order.
+
+    start_logits, end_logits: (windows, tokens); the paragraph part of window w is [context_start[w], context_end[w]).
+    For windows over joined candidates, `runs` (windows, tokens) gives each token's run of paragraph tokens
+    (token_runs; -1 for the separators): a span must start and end in one run, so that none crosses a separator.
+    Returns start tokens, end tokens and scores, each (windows, n_best_size), best first (score -inf where a window has
+    fewer valid spans), and the log partition of each window, (windows,).
+    """
+    windows, width = start_logits.shape
+    positions = torch.arange(width, device=start_logits.device)
+    in_context = (positions[None, :] >= context_start[:, None]) & (positions[None, :] < context_end[:, None])
+    if runs is not None:
+        in_context &= runs >= 0
+    # n_best_size invalid tokens more, so that every window has at least n_best_size starts to rank whatever its
+    # length (an exported graph then needs no guard on the length).
+    nothing = torch.full((windows, n_best_size), float("-inf"), device=start_logits.device)
+    start = torch.cat([start_logits.float().masked_fill(~in_context, float("-inf")), nothing], dim=1)
+    end = torch.cat([end_logits.float().masked_fill(~in_context, float("-inf")), nothing], dim=1)
+    padding = torch.full((windows, max_answer_length - 1), float("-inf"), device=end.device)
+    span_ends = torch.arange(start.shape[1], device=end.device)[:, None] + torch.arange(
+        max_answer_length, device=end.device
+    )
+    ends_of_spans = torch.cat([end, padding], dim=1)[:, span_ends]  # (windows, tokens, lengths)
+    if runs is not None:
+        # Runs are separated by tokens of no run: a span whose two ends are in one run lies wholly inside it.
+        no_run = torch.full((windows, n_best_size + max_answer_length - 1), -1, dtype=runs.dtype, device=runs.device)
+        runs = torch.cat([runs, no_run], dim=1)
+        same_run = runs[:, span_ends] == runs[:, : start.shape[1], None]
+        ends_of_spans = ends_of_spans.masked_fill(~same_run, float("-inf"))
+    best_of_start = start + ends_of_spans.max(dim=2).values
+    # Stable sorts give the order of best_spans_of_windows: score descending, then start, then length.
+    starts = torch.sort(torch.sort(-best_of_start, dim=1, stable=True).indices[:, :n_best_size], dim=1).values
+    scores = (
+        start.gather(1, starts)[:, :, None]
+        + ends_of_spans.gather(1, starts[:, :, None].expand(-1, -1, max_answer_length))
+    ).reshape(windows, -1)
+    order = torch.sort(-scores, dim=1, stable=True).indices[:, :n_best_size]
+    start_tokens = starts.gather(1, torch.div(order, max_answer_length, rounding_mode="floor"))
+    end_tokens = start_tokens + order % max_answer_length
+    log_partition = torch.logsumexp((start[:, :, None] + ends_of_spans).reshape(windows, -1), dim=1)
+    return start_tokens, end_tokens, scores.gather(1, order), log_partition
 
 
 def character_spans(window_spans, char_starts, char_ends):
@@ -698,7 +765,15 @@ def postprocess_qa_predictions(
 
 def _offsets_as_arrays(offsets):
     """(char_starts, char_ends) of a window's tokens, -1 where the offset is None (not a paragraph token)."""
-    pairs = np.array([offset if offset is not None else (-1, -1) for offset in offsets], dtype=np.int64).reshape(-1, 2)
+    pairs = np.full((len(offsets), 2), -1, dtype=np.int64)
+    inside = [i for i, offset in enumerate(offsets) if offset is not None]
+    if inside:
+        # The paragraph's tokens are one run (windows put the paragraph between the question and the last [SEP]).
+        first, last = inside[0], inside[-1] + 1
+        if len(inside) == last - first:
+            pairs[first:last] = offsets[first:last]
+        else:
+            pairs[inside] = [offsets[i] for i in inside]
     return pairs[:, 0], pairs[:, 1]
 
 

@@ -3,7 +3,10 @@ post-processing:
 
 1. labels: every window that prepare_train_features labels with an answer decodes back to the gold answer text;
 2. oracle: post-processing logits that peak at the tokens holding the gold answer's first and last character
-   recovers the gold answer text.
+   recovers the gold answer text;
+3. assembly: every window (and, for ADL folders, every question-paragraph pair of paragraph selection), assembled from
+   the paragraph and the question tokenized once, equals the tokenizer's own encoding of the pair: input ids, token
+   types, attention mask and offsets.
 
     python benchmarks/oracle_offsets.py ../shared/data/drcd-dev-adl ../shared/data/raw/cmrc2018_dev.json
 
@@ -24,13 +27,20 @@ import numpy as np
 from transformers import AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from adl_data import load_context, load_questions, to_squad_examples  # noqa: E402
+from adl_data import load_context, load_questions, to_multiple_choice_examples, to_squad_examples  # noqa: E402
 from make_tiny_model import make_tiny_model  # noqa: E402
-from utils_qa import postprocess_qa_predictions, prepare_train_features, prepare_validation_features  # noqa: E402
+from utils_qa import (  # noqa: E402
+    postprocess_qa_predictions,
+    prepare_multiple_choice_features,
+    prepare_train_features,
+    prepare_validation_features,
+    truncate_questions,
+)
 
 
 def read_examples(source):
-    """SQuAD-style columns (first gold answer of each question) from an ADL folder or a SQuAD JSON file."""
+    """SQuAD-style columns (first gold answer of each question) from an ADL folder or a SQuAD JSON file, and the
+    paragraph-selection columns of an ADL folder (None for SQuAD)."""
     source = Path(source)
     if source.is_dir():
         context = load_context(source / "context.json")
@@ -38,7 +48,7 @@ def read_examples(source):
         for split in ("train.json", "valid.json"):
             if (source / split).exists():
                 questions += load_questions(source / split, context, need_answer=True)
-        return to_squad_examples(questions, context)
+        return to_squad_examples(questions, context), to_multiple_choice_examples(questions, context)
     data = json.loads(source.read_text(encoding="utf-8"))["data"]
     examples = {"id": [], "question": [], "context": [], "answers": []}
     for article in data:
@@ -49,7 +59,7 @@ def read_examples(source):
                 examples["question"].append(qa["question"])
                 examples["context"].append(paragraph["context"])
                 examples["answers"].append({"text": [answer["text"]], "answer_start": [answer["answer_start"]]})
-    return examples
+    return examples, None
 
 
 def gold_logits(features, examples):
@@ -109,6 +119,55 @@ def check(name, examples, tokenizer, max_seq_length, doc_stride):
         print(f"    missed: predicted {predicted!r}, gold {gold!r}")
 
 
+def check_assembly(name, examples, choices, tokenizer, max_seq_length, doc_stride, max_question_length=96):
+    """Counts the windows (and pairs) assembled from pieces that equal the tokenizer's own pair encoding."""
+    started = time.perf_counter()
+    features = prepare_validation_features(examples, tokenizer, max_seq_length, doc_stride)
+    assembly_seconds = time.perf_counter() - started
+    questions = truncate_questions(examples["question"], tokenizer, max_question_length)
+    started = time.perf_counter()
+    reference = tokenizer(
+        questions,
+        list(examples["context"]),
+        truncation="only_second",
+        max_length=max_seq_length,
+        stride=doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+    )
+    tokenizer_seconds = time.perf_counter() - started
+    equal = len(features["input_ids"]) == len(reference["input_ids"])
+    same_windows = 0
+    for i in range(min(len(features["input_ids"]), len(reference["input_ids"]))):
+        offsets = [
+            tuple(o) if s == 1 else None for o, s in zip(reference["offset_mapping"][i], reference.sequence_ids(i))
+        ]
+        same_windows += (
+            all(features[n][i] == reference[n][i] for n in ("input_ids", "token_type_ids", "attention_mask"))
+            and [tuple(o) if o is not None else None for o in features["offset_mapping"][i]] == offsets
+        )
+    line = (
+        f"{name}: assembled windows equal the tokenizer's own in {same_windows}/{len(reference['input_ids'])} "
+        f"(count equal: {equal}; assembling {assembly_seconds:.2f} s with offsets, the tokenizer's pairs "
+        f"{tokenizer_seconds:.2f} s)"
+    )
+    if choices is not None:
+        features = prepare_multiple_choice_features(choices, tokenizer, max_seq_length)
+        truncated = truncate_questions(choices["question"], tokenizer, max_question_length)
+        pairs = same_pairs = 0
+        for i, candidates in enumerate(choices["candidates"]):
+            own = tokenizer(
+                [truncated[i]] * len(candidates), candidates, truncation="only_second", max_length=max_seq_length
+            )
+            pairs += len(candidates)
+            same_pairs += sum(
+                all(features[n][i][c] == own[n][c] for n in ("input_ids", "token_type_ids", "attention_mask"))
+                for c in range(len(candidates))
+            )
+        line += f"; paragraph-selection pairs equal in {same_pairs}/{pairs}"
+    print(line, flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sources", nargs="+", help="ADL folders or SQuAD-format JSON files.")
@@ -121,13 +180,14 @@ def main():
     if args.tokenizer:
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     else:
-        texts = [examples["context"] + examples["question"] for examples in datasets.values()]
+        texts = [examples["context"] + examples["question"] for examples, _ in datasets.values()]
         with tempfile.TemporaryDirectory() as work:
             tokenizer = AutoTokenizer.from_pretrained(make_tiny_model(work, texts=texts, all_cjk=True))
-    for source, examples in datasets.items():
+    for source, (examples, choices) in datasets.items():
         for max_seq_length in args.max_seq_length:
             stride = min(args.doc_stride, max_seq_length // 4)
             check(Path(source).name, examples, tokenizer, max_seq_length, stride)
+            check_assembly(Path(source).name, examples, choices, tokenizer, max_seq_length, stride)
 
 
 if __name__ == "__main__":

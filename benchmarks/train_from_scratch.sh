@@ -2,17 +2,20 @@
 # A short from-scratch training of a small BERT on the development data, on a CPU, to show that both stages learn:
 # paragraph selection must beat chance (0.25 with 4 candidates) clearly, span selection must reach an exact match above 0.
 #
-#   bash benchmarks/train_from_scratch.sh ../shared/data/drcd-dev-adl [OUTPUT_ROOT] [SEED]
+#   bash benchmarks/train_from_scratch.sh ../shared/data/drcd-dev-adl [OUTPUT_ROOT] [SEED] [MC_EPOCHS] [QA_EPOCHS]
 #
+# (defaults: seed 42, 3 epochs of paragraph selection, 4 of span selection)
 # The model: 2 layers, hidden size 128, a character vocabulary of the data plus all CJK ideographs
 # (make_tiny_model.py), random weights. Windows of 256 tokens keep it to about 25 minutes on 2 CPU cores.
 # END_TO_END_STEPS=N (environment) trains instead one end-to-end model (run_qa.py --context_mode candidates: each
 # question with its candidates joined) for N optimizer steps with the span-selection settings, to
 # OUTPUT_ROOT/end-to-end (benchmarks/end_to_end.py compares it with the two stages).
 set -euo pipefail
-data=${1:?usage: bash benchmarks/train_from_scratch.sh DATA_DIR [OUTPUT_ROOT] [SEED]}
+data=${1:?usage: bash benchmarks/train_from_scratch.sh DATA_DIR [OUTPUT_ROOT] [SEED] [MC_EPOCHS] [QA_EPOCHS]}
 root=${2:-outputs/from-scratch-dev}
 seed=${3:-42}
+mc_epochs=${4:-3}
+qa_epochs=${5:-4}
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${PYTHON:-python3}"
 
@@ -31,9 +34,9 @@ if [[ -n ${END_TO_END_STEPS:-} ]]; then
   echo "end-to-end: $END_TO_END_STEPS steps, $((SECONDS - start)) s in all"
   exit 0
 fi
-"$python" "$here/run_swag.py" "${common[@]}" --num_train_epochs 3 --per_device_train_batch_size 8 \
+"$python" "$here/run_swag.py" "${common[@]}" --num_train_epochs "$mc_epochs" --per_device_train_batch_size 8 \
   --output_dir "$root/paragraph-selection"
-"$python" "$here/run_qa.py" "${common[@]}" --doc_stride 64 --num_train_epochs 4 --per_device_train_batch_size 16 \
+"$python" "$here/run_qa.py" "${common[@]}" --doc_stride 64 --num_train_epochs "$qa_epochs" --per_device_train_batch_size 16 \
   --output_dir "$root/span-selection"
 "$python" - "$root" "$((SECONDS - start))" <<'PY'
 import json, sys

@@ -12,6 +12,7 @@ from adl_data import (
     InputError,
     load_context,
     load_questions,
+    locate_answer,
     prepare_output_path,
     to_multiple_choice_examples,
     to_squad_examples,
@@ -122,6 +123,15 @@ def test_answer_start_is_an_error_when_the_text_occurs_several_times(tmp_path):
     record = good_record(relevant=1, answer={"text": "景宗", "start": 3})
     with pytest.raises(InputError, match=r"occurs 2 times in paragraph 1 \(at \[7, 13\]\)"):
         load(tmp_path, [record], need_answer=True)
+
+
+def test_locate_answer_says_where_without_raising():
+    paragraph = CONTEXT[1]  # 景宗 at 7 and 13
+    assert locate_answer(paragraph, "景宗", 7) == (7, [])
+    assert locate_answer(paragraph, "四年", 0) == (paragraph.index("四年"), [paragraph.index("四年")])
+    assert locate_answer(paragraph, "景宗", 0) == (None, [7, 13])
+    assert locate_answer(paragraph, "世宗", 0) == (None, [])
+    assert locate_answer(paragraph, "辛壬", -1) == (0, [0])
 
 
 def test_context_file_checks(tmp_path):

@@ -10,24 +10,42 @@ import sys
 import numpy as np
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer, BigBirdConfig, LongformerConfig
-from transformers.models.longformer.modeling_longformer import _compute_global_attention_mask
+from conftest import SAMPLES, call_failing, read_json, run_script, write_json
+from planted import save_choice_model, save_span_model
+from transformers import (
+    AutoConfig,
+    AutoModelForQuestionAnswering,
+    AutoTokenizer,
+    BigBirdConfig,
+    LongformerConfig,
+)
+from transformers.models.longformer.modeling_longformer import (
+    _compute_global_attention_mask,
+)
 
 import inference
 import run_qa
-from adl_data import CANDIDATE_SEPARATOR, join_candidates, load_context, load_questions, run_main, to_squad_examples
-from conftest import SAMPLES, call_failing, read_json, run_script, write_json
-from planted import save_choice_model, save_span_model
+from adl_data import (
+    CANDIDATE_SEPARATOR,
+    join_candidates,
+    load_context,
+    load_questions,
+    run_main,
+    to_squad_examples,
+)
 from utils_qa import (
     best_spans_of_windows,
+    best_spans_on_device,
     candidate_separator_ids,
     join_tokens,
     keep_block_sparse_attention,
+    paragraph_runs,
     prepare_train_features,
     prepare_validation_features,
     question_end_token,
     question_global_attention,
     question_token_ids,
+    token_runs,
     tokenize_texts,
 )
 
@@ -197,6 +215,48 @@ def test_no_span_crosses_a_separator_and_the_n_best_and_partition_are_those_of_b
     assert crossing_allowed >= 20  # most windows had spans that only the separator rule excludes
 
 
+def test_decoding_on_the_device_keeps_spans_inside_one_paragraph_like_the_numpy_path():
+    """utils_qa.best_spans_on_device with the runs of joined candidates against best_spans_of_windows: logits rounded
+    to halves (many ties), 0 to 4 separators per window, spans longer than a paragraph allowed: the same spans in the
+    same order, the same scores and log partitions, and (through padded_batches) windows of different lengths."""
+    generator = np.random.default_rng(7)
+    crossing_allowed = 0
+    for trial in range(120):
+        windows, max_answer_length, n_best_size = int(generator.integers(1, 5)), int(generator.integers(1, 10)), 9
+        sequences, char_starts = [], []
+        for _ in range(windows):
+            length = int(generator.integers(8, 40))
+            starts = np.arange(length, dtype=np.int64)
+            starts[:3], starts[-1] = -1, -1  # [CLS], question, [SEP] ... [SEP]
+            separators = generator.choice(np.arange(4, length - 2), size=min(trial % 5, length - 6), replace=False)
+            starts[separators] = -1
+            char_starts.append(starts)
+            sequences.append((np.zeros(length, dtype=np.int64), None, (3, length - 1, token_runs(starts))))
+            crossing_allowed += len(paragraph_runs(starts)) > 1
+        logits = [(np.round(generator.normal(size=(2, len(s))) * 2) / 2).astype(np.float32) for s in char_starts]
+        expected = best_spans_of_windows([l[0] for l in logits], [l[1] for l in logits], char_starts,
+                                         max_answer_length, n_best_size)  # fmt: skip
+        (positions, tensors), *rest = inference.padded_batches(sequences, 0, windows)
+        assert not rest
+        start_logits = torch.full(tensors[0].shape, 100.0)  # padding scores high: it must never be picked
+        end_logits = torch.full(tensors[0].shape, 100.0)
+        for row, w in enumerate(positions):
+            start_logits[row, : len(char_starts[w])] = torch.from_numpy(logits[w][0])
+            end_logits[row, : len(char_starts[w])] = torch.from_numpy(logits[w][1])
+        starts, ends, scores, log_partitions = (
+            t.numpy()
+            for t in best_spans_on_device(start_logits, end_logits, *tensors[3:5], max_answer_length, n_best_size,
+                                          tensors[5])
+        )  # fmt: skip
+        for row, w in enumerate(positions):
+            valid = np.isfinite(scores[row])
+            assert starts[row][valid].tolist() == expected[w].start_tokens.tolist()
+            assert ends[row][valid].tolist() == expected[w].end_tokens.tolist()
+            assert scores[row][valid].tolist() == expected[w].scores.tolist()
+            assert log_partitions[row] == pytest.approx(expected[w].log_partition, rel=1e-5, abs=1e-5)
+    assert crossing_allowed > 100
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Long-context models
 
@@ -322,8 +382,20 @@ def call(main, monkeypatch, *args):
 
 
 def infer_end_to_end(model, test_file, output_file, *flags, context_file=SAMPLES / "context.json"):
-    return inference.main(["--end_to_end", "--qa_model", str(model), "--context_file", str(context_file),
-                           "--test_file", str(test_file), "--output_file", str(output_file), *map(str, flags)])
+    return inference.main(
+        [
+            "--end_to_end",
+            "--qa_model",
+            str(model),
+            "--context_file",
+            str(context_file),
+            "--test_file",
+            str(test_file),
+            "--output_file",
+            str(output_file),
+            *map(str, flags),
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -386,8 +458,9 @@ def test_inference_end_to_end_gives_the_csv_and_metrics_of_run_qa(bert_run, tmp_
 
 
 @pytest.mark.parametrize("kind", ["longformer", "big_bird"])
-def test_long_context_models_train_and_inference_end_to_end_equals_run_qa(kind, long_context_models, tmp_path,
-                                                                          monkeypatch):
+def test_long_context_models_train_and_inference_end_to_end_equals_run_qa(
+    kind, long_context_models, tmp_path, monkeypatch
+):
     base, _, _ = long_context_models[kind]
     test = write_json(tmp_path / "test.json", read_json(SAMPLES / "test.json")[:6])
     call(run_qa.main, monkeypatch, "--model_name_or_path", base, "--from_scratch", "--context_file",
@@ -404,7 +477,15 @@ def test_long_context_models_train_and_inference_end_to_end_equals_run_qa(kind, 
 # Answers mapped back to their paragraphs: a planted span model (tests/planted.py) that prefers 甲...乙, then 丙...丁
 
 
-def test_answers_come_back_with_their_paragraph_and_offsets_and_never_across_two_paragraphs(tiny_base, tmp_path):
+@pytest.mark.parametrize(
+    "decoding",
+    [[], ["--decode_on_device"], ["--decode_on_device", "--export", "torchscript"],
+     ["--decode_on_device", "--export", "torch_export", "--overlap", "on"]],
+    ids=["numpy", "device", "device-torchscript", "device-torch-export"],
+)  # fmt: skip
+def test_answers_come_back_with_their_paragraph_and_offsets_and_never_across_two_paragraphs(
+    tiny_base, tmp_path, decoding
+):
     span_model = save_span_model(tiny_base, tmp_path / "qa", {"甲": 8.0, "丙": 6.0}, {"乙": 8.0, "丁": 6.0})
     ordinary = "天地玄黃宇宙洪荒日月盈昃辰宿列張寒來暑往秋收冬藏閏餘成歲律呂調陽雲騰致雨露結為霜金生麗水玉出崑岡"
     context = [(ordinary * 2)[3 * i : 3 * i + 40] for i in range(8)]  # 8 paragraphs of 40 ordinary characters
@@ -420,7 +501,7 @@ def test_answers_come_back_with_their_paragraph_and_offsets_and_never_across_two
     answers = infer_end_to_end(
         span_model, write_json(tmp_path / "valid.json", questions), tmp_path / "pred.csv",
         "--analysis_dir", tmp_path / "analysis", "--max_seq_length", 48, "--doc_stride", 16, "--max_question_length", 8,
-        context_file=write_json(tmp_path / "context.json", context),
+        *decoding, context_file=write_json(tmp_path / "context.json", context),
     )  # fmt: skip
     # 甲|乙 across paragraphs 6 and 7 would score 16; the best span inside one paragraph is 丙列丁 (12).
     assert answers == {"fourth": "甲金生乙", "no-crossing": "丙列丁"}
@@ -471,8 +552,20 @@ def test_end_to_end_refuses_a_paragraph_selection_model_and_missing_or_mismatche
 
 
 def test_run_qa_refuses_an_unknown_context_mode(tiny_base, tmp_path, monkeypatch, capsys):
-    argv = ["run_qa.py", "--model_name_or_path", tiny_base, "--do_predict", "--test_file", SAMPLES / "test.json",
-            "--context_file", SAMPLES / "context.json", "--context_mode", "all", "--output_dir", tmp_path / "out"]
+    argv = [
+        "run_qa.py",
+        "--model_name_or_path",
+        tiny_base,
+        "--do_predict",
+        "--test_file",
+        SAMPLES / "test.json",
+        "--context_file",
+        SAMPLES / "context.json",
+        "--context_mode",
+        "all",
+        "--output_dir",
+        tmp_path / "out",
+    ]
     code, line = call_failing(run_qa.main, argv, monkeypatch, capsys)
     assert code == 2 and "--context-mode: invalid choice: 'all' (choose from 'relevant', 'candidates')" in line
     assert not (tmp_path / "out").exists()

@@ -102,7 +102,7 @@ def run_sequences(forward, features, pad_token_id, batch_size, overlap=False):
             assert outputs[key] is None
             outputs[key] = output
 
-    sequences = ((i, np.asarray(ids), np.asarray(features["token_type_ids"][i]))
+    sequences = ((i, np.asarray(ids), np.asarray(features["token_type_ids"][i]), ())
                  for i, ids in enumerate(features["input_ids"]))
     stats = inference.StageStats("test")
     inference.run_model(sequences, forward, pad_token_id, SimpleNamespace(batch_size=batch_size), torch.device("cpu"),

@@ -4,8 +4,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from utils_qa import (
+    best_spans_of_windows,
+    best_spans_on_device,
     postprocess_qa_predictions,
     prepare_train_features,
     prepare_validation_features,
@@ -242,6 +245,38 @@ def test_the_nbest_list_is_the_n_best_spans_of_all_windows(tokenizer, hard_examp
         assert [c["score"] for c in got] == pytest.approx([span[0] for span in expected], abs=1e-5)
         assert [c["text"] for c in got] == [paragraph[start:end] for _, start, end in expected]
         assert sum(c["probability"] for c in got) == pytest.approx(1.0)
+
+
+def test_decoding_on_the_device_gives_the_spans_of_the_numpy_path():
+    """utils_qa.best_spans_on_device against best_spans_of_windows: logits rounded to halves (many ties), windows of
+    different lengths and paragraph parts, max_answer_length longer than the windows, n_best_size more than the
+    spans: the same spans in the same order, the same scores, the same log partition."""
+    rng = np.random.default_rng(5)
+    for _ in range(150):
+        windows, max_answer_length, n_best_size = rng.integers(1, 6), int(rng.integers(1, 12)), int(rng.integers(1, 25))
+        lengths = rng.integers(3, 40, size=windows)
+        width = int(lengths.max())
+        start_logits = (np.round(rng.normal(size=(windows, width)) * 2) / 2).astype(np.float32)
+        end_logits = (np.round(rng.normal(size=(windows, width)) * 2) / 2).astype(np.float32)
+        context_start = np.array([rng.integers(0, length) for length in lengths])
+        context_end = np.array([rng.integers(start, length + 1) for start, length in zip(context_start, lengths)])
+        char_starts = []
+        for w in range(windows):
+            chars = np.full(lengths[w], -1)
+            chars[context_start[w] : context_end[w]] = np.arange(context_end[w] - context_start[w])
+            char_starts.append(chars)
+        expected = best_spans_of_windows([start_logits[w, : lengths[w]] for w in range(windows)],
+                                         [end_logits[w, : lengths[w]] for w in range(windows)], char_starts,
+                                         max_answer_length, n_best_size)
+        starts, ends, scores, log_partitions = (t.numpy() for t in best_spans_on_device(
+            torch.from_numpy(start_logits), torch.from_numpy(end_logits), torch.from_numpy(context_start),
+            torch.from_numpy(context_end), max_answer_length, n_best_size))
+        for w in range(windows):
+            valid = np.isfinite(scores[w])
+            assert starts[w][valid].tolist() == expected[w].start_tokens.tolist()
+            assert ends[w][valid].tolist() == expected[w].end_tokens.tolist()
+            assert scores[w][valid].tolist() == expected[w].scores.tolist()
+            assert log_partitions[w] == pytest.approx(expected[w].log_partition, rel=1e-5, abs=1e-5)
 
 
 def test_postprocess_returns_empty_answer_when_no_span_is_possible():
