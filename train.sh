@@ -130,7 +130,7 @@ case $task/$end_to_end in
             unset "stage_only_flags[span-selection]"
         fi ;;
     intent-slot/true) fail "--end_to_end is for --task qa" ;;
-    intent-slot)
+    intent-slot/false)
         stages=(intent slot) needed_files=(intent/train.json intent/eval.json slot/train.json slot/eval.json) ;;
     *) fail "--task must be qa or intent-slot, got '$task'" ;;
 esac

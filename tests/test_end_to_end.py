@@ -435,6 +435,9 @@ def test_train_sh_end_to_end_refuses_paragraph_flags(tiny_base):
                         "--paragraph_flags", "--seed 1", check=False)  # fmt: skip
     assert result.returncode == 2
     assert "error: --task qa --end_to_end has no paragraph-selection stage (its stages: end-to-end)" in result.stderr
+    result = run_script("train.sh", "--task", "intent-slot", "--data_dir", SAMPLES, "--models", tiny_base, "--end_to_end",
+                        check=False)  # fmt: skip
+    assert result.returncode == 2 and "error: --end_to_end is for --task qa" in result.stderr
 
 
 def test_inference_end_to_end_gives_the_csv_and_metrics_of_run_qa(bert_run, tmp_path, monkeypatch):
