@@ -2,7 +2,7 @@
 holds all 4 candidates) against BERT-base over 512-token windows, for one training step (forward and backward) and for
 inference, in fp32 on the CPU.
 
-    python benchmarks/long_context_memory.py [--lengths 4096] [--windows 5]
+    python benchmarks/long_context_memory.py [--lengths 4096] [--windows 5] [--memory_limit_gib 16]
 
 The models are built from their configs with random weights (no Hub): the sizes of the Chinese checkpoints (12
 layers, hidden 768, 12 heads; Longformer attention window 512, BigBird blocks of 64 with 3 random blocks), a vocabulary
@@ -30,8 +30,12 @@ BASE = {
 }
 
 
-def measure(kind, length, batch, train):
-    """Runs in a child process: builds the model, runs one step, returns peak memory growth (MiB) and CPU seconds."""
+def measure(kind, length, batch, train, limit_gib=None):
+    """Runs in a child process: builds the model, runs one step, returns peak memory growth (MiB) and CPU seconds.
+    With `limit_gib`, the process's data segment is capped there, so that a step too large for the machine fails
+    with an allocation error instead of calling the kernel's out-of-memory killer on a shared machine."""
+    if limit_gib:
+        resource.setrlimit(resource.RLIMIT_DATA, (int(limit_gib * 2**30), int(limit_gib * 2**30)))
     import torch
     from transformers import (
         BertConfig,
@@ -92,11 +96,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[4096], help="Tokens of a long-context window.")
     parser.add_argument("--windows", type=int, default=5, help="512-token windows BERT reads for one question.")
+    parser.add_argument(
+        "--memory_limit_gib", type=float, default=16, help="Cap on each measurement's memory (0: none)."
+    )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, length, batch, train = args.child
-        print(json.dumps(measure(kind, int(length), int(batch), train == "train")))
+        print(json.dumps(measure(kind, int(length), int(batch), train == "train", args.memory_limit_gib)))
         return
 
     settings = [("bert", 512, args.windows)] + [
@@ -107,12 +114,14 @@ def main():
     for kind, length, batch in settings:
         cells = []
         for mode in ("train", "infer"):
+            child = [sys.executable, __file__, "--child", kind, str(length), str(batch), mode]
             result = subprocess.run(
-                [sys.executable, __file__, "--child", kind, str(length), str(batch), mode],
-                capture_output=True,
-                text=True,
-                check=True,
+                [*child, "--memory_limit_gib", str(args.memory_limit_gib)], capture_output=True, text=True, check=False
             )
+            if result.returncode:
+                print(result.stderr.strip().splitlines()[-1], file=sys.stderr)
+                cells += [f"over {args.memory_limit_gib:g} GiB (failed)", "–"]
+                continue
             measured = json.loads(result.stdout.strip().splitlines()[-1])
             cells += [f"{measured['MiB']:,} MiB", f"{measured['seconds']} s"]
         print(f"| {kind} | {length} x {batch} | " + " | ".join(cells) + " |", flush=True)

@@ -7,9 +7,6 @@
 # (defaults: seed 42, 3 epochs of paragraph selection, 4 of span selection)
 # The model: 2 layers, hidden size 128, a character vocabulary of the data plus all CJK ideographs
 # (make_tiny_model.py), random weights. Windows of 256 tokens keep it to about 25 minutes on 2 CPU cores.
-# END_TO_END_STEPS=N (environment) trains instead one end-to-end model (run_qa.py --context_mode candidates: each
-# question with its candidates joined) for N optimizer steps with the span-selection settings, to
-# OUTPUT_ROOT/end-to-end (benchmarks/end_to_end.py compares it with the two stages).
 set -euo pipefail
 data=${1:?usage: bash benchmarks/train_from_scratch.sh DATA_DIR [OUTPUT_ROOT] [SEED] [MC_EPOCHS] [QA_EPOCHS]}
 root=${2:-outputs/from-scratch-dev}
@@ -26,14 +23,6 @@ common=(--model_name_or_path "$root/base" --from_scratch --context_file "$data/c
         --max_seq_length 256 --learning_rate 5e-4 --warmup_steps 0.1 --weight_decay 0.01 --seed "$seed"
         --eval_strategy epoch --logging_steps 20 --save_strategy no --report_to none --disable_tqdm true)
 start=$SECONDS
-if [[ -n ${END_TO_END_STEPS:-} ]]; then
-  # Checkpoints every 500 steps: a run stopped midway resumes from the last one when started again.
-  "$python" "$here/run_qa.py" "${common[@]}" --context_mode candidates --doc_stride 64 --max_steps "$END_TO_END_STEPS" \
-    --per_device_train_batch_size 16 --eval_strategy no --save_strategy steps --save_steps 500 \
-    --output_dir "$root/end-to-end"
-  echo "end-to-end: $END_TO_END_STEPS steps, $((SECONDS - start)) s in all"
-  exit 0
-fi
 "$python" "$here/run_swag.py" "${common[@]}" --num_train_epochs "$mc_epochs" --per_device_train_batch_size 8 \
   --output_dir "$root/paragraph-selection"
 "$python" "$here/run_qa.py" "${common[@]}" --doc_stride 64 --num_train_epochs "$qa_epochs" --per_device_train_batch_size 16 \
