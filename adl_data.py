@@ -19,11 +19,14 @@ import argparse
 import json
 import logging
 import os
+import random
 import re
 import signal
 import stat
 import sys
 import tempfile
+from bisect import bisect_right
+from dataclasses import dataclass
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -401,17 +404,81 @@ def to_multiple_choice_examples(questions, context):
     return columns
 
 
-def to_squad_examples(questions, context):
-    """Columns of SQuAD-style examples (id, question, context, answers) for span selection, the context being the
-    paragraph in "relevant" (gold or predicted). `answers` is included when the records carry an answer."""
-    columns = {
-        "id": [q["id"] for q in questions],
-        "question": [q["question"] for q in questions],
-        "context": [context[q["relevant"]] for q in questions],
-    }
+# Between the candidate paragraphs of a question joined into one text (end-to-end span selection). "|" is a token of
+# its own in every BERT vocabulary (all printable ASCII) and in byte-level BPE ones; the line breaks around it keep the
+# joined text readable in prediction files and become no token. Never "[SEP]": Longformer and BigBird find the question
+# by their separator tokens.
+CANDIDATE_SEPARATOR = "\n|\n"
+
+
+@dataclass(frozen=True)
+class JoinedCandidates:
+    """A question's candidate paragraphs joined into one text, CANDIDATE_SEPARATOR between consecutive ones."""
+
+    text: str
+    paragraphs: tuple  # the paragraphs' indices into context.json, in the order joined
+    starts: tuple  # the character offset of each paragraph in `text`
+
+    def locate(self, offset):
+        """(index into context.json, offset in that paragraph) of a character offset of the joined text; ValueError
+        for an offset inside a separator or outside the text."""
+        position = bisect_right(self.starts, offset) - 1
+        if position < 0 or offset >= self._end(position):
+            raise ValueError(f"character {offset} of the joined text is in no paragraph")
+        return self.paragraphs[position], offset - self.starts[position]
+
+    def _end(self, position):
+        if position + 1 < len(self.starts):
+            return self.starts[position + 1] - len(CANDIDATE_SEPARATOR)
+        return len(self.text)
+
+
+def join_candidates(paragraphs, context):
+    """The JoinedCandidates of the paragraphs (indices into `context`) in the order given. Training, evaluation
+    (run_qa.py --context_mode candidates) and inference.py --end_to_end read a question's candidates through it."""
+    starts, position = [], 0
+    for paragraph in paragraphs:
+        starts.append(position)
+        position += len(context[paragraph]) + len(CANDIDATE_SEPARATOR)
+    text = CANDIDATE_SEPARATOR.join(context[paragraph] for paragraph in paragraphs)
+    return JoinedCandidates(text, tuple(paragraphs), tuple(starts))
+
+
+def to_squad_examples(questions, context, context_mode="relevant", shuffle_seed=None):
+    """Columns of SQuAD-style examples (id, question, context, answers) for span selection. `answers` is included
+    when the records carry an answer.
+
+    The context of a question, by `context_mode`:
+    - "relevant": the paragraph in "relevant" (gold or predicted);
+    - "candidates": all its candidate paragraphs joined (join_candidates), in file order, or with `shuffle_seed` in an
+      order shuffled per question (the same for a given seed and question id), so that a model trained on them cannot
+      learn where the relevant one usually is. The examples then also carry `candidates`, the paragraph texts in the
+      order joined, and `candidate_starts`, where each starts in the context (for utils_qa.join_tokens).
+    """
+    columns = {"id": [q["id"] for q in questions], "question": [q["question"] for q in questions]}
+    if context_mode == "relevant":
+        columns["context"] = [context[q["relevant"]] for q in questions]
+        answer_starts = [q["answer"]["start"] for q in questions if "answer" in q]
+    elif context_mode == "candidates":
+        joined = []
+        for q in questions:
+            order = list(q["paragraphs"])
+            if shuffle_seed is not None:
+                random.Random(f"{shuffle_seed}:{q['id']}").shuffle(order)
+            joined.append(join_candidates(order, context))
+        columns["context"] = [j.text for j in joined]
+        columns["candidates"] = [[context[p] for p in j.paragraphs] for j in joined]
+        columns["candidate_starts"] = [list(j.starts) for j in joined]
+        answer_starts = [
+            j.starts[j.paragraphs.index(q["relevant"])] + q["answer"]["start"]
+            for q, j in zip(questions, joined)
+            if "answer" in q
+        ]
+    else:
+        raise ValueError(f"unknown context_mode {context_mode!r}")
     if questions and "answer" in questions[0]:
         columns["answers"] = [
-            {"text": [q["answer"]["text"]], "answer_start": [q["answer"]["start"]]} for q in questions
+            {"text": [q["answer"]["text"]], "answer_start": [start]} for q, start in zip(questions, answer_starts)
         ]
     return columns
 

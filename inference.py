@@ -4,11 +4,17 @@
         [--mc_model DIR [DIR ...]] [--qa_model DIR [DIR ...]] [--top_k_paragraphs K] [--analysis_dir DIR] \
         [--export {none,torchscript,torch_export}] [--batch_size 32] [--device {auto,cpu,cuda}]
 
+    python inference.py --end_to_end --qa_model DIR [DIR ...] --context_file ... --test_file ... --output_file ...
+
 Both stages reuse the training preprocessing and post-processing of utils_qa.py; decoding.py chooses the answer from
 the models' scores (joint paragraph x span decoding with --top_k_paragraphs, ensembles with several directories after
 --mc_model / --qa_model). When the questions carry labels ("relevant" and "answer", as valid.json does), the
 end-to-end metrics are logged and written to <output_file>.metrics.json, and --analysis_dir gets an error analysis
 (analysis.py).
+
+With --end_to_end there is no paragraph selection: the span-selection model reads each question with all its candidate
+paragraphs joined in file order (adl_data.join_candidates, as run_qa.py --context_mode candidates does), and each
+answer is mapped back to its paragraph and offsets in it, so the CSV, the metrics and the analysis are the same.
 
 Every distinct paragraph is tokenized once per tokenizer and each (question, paragraph) sequence is assembled from the
 pieces. Sequences go through the model a chunk at a time (SEQUENCES_PER_CHUNK), so memory stays bounded however many
@@ -23,6 +29,7 @@ no partial output (adl_data.write_atomically has the rules for links, devices an
 
 import collections
 import hashlib
+import inspect
 import itertools
 import json
 import logging
@@ -52,6 +59,7 @@ import analysis
 from adl_data import (
     ArgumentParser,
     InputError,
+    join_candidates,
     load_context,
     load_questions,
     non_negative_int,
@@ -78,12 +86,18 @@ from utils_qa import (
     WindowSpans,
     best_spans_of_windows,
     best_spans_on_device,
+    candidate_separator_ids,
     character_spans,
     check_model_reads,
     check_window_fits,
+    join_tokens,
+    keep_block_sparse_attention,
     merge_character_spans,
+    question_end_token,
+    question_global_attention,
     question_token_ids,
     question_windows,
+    token_runs,
     tokenize_texts,
 )
 
@@ -107,9 +121,9 @@ def parse_arguments(argv=None):
     parser.add_argument(
         "--mc_model",
         nargs="+",
-        default=[str(DEFAULT_MC_MODEL)],
         metavar="DIR",
-        help="Paragraph-selection checkpoint directory; several make an ensemble (their probabilities averaged).",
+        help="Paragraph-selection checkpoint directory; several make an ensemble (their probabilities averaged). "
+        f"Default: {DEFAULT_MC_MODEL}.",
     )
     parser.add_argument(
         "--qa_model",
@@ -125,6 +139,12 @@ def parse_arguments(argv=None):
         metavar="K",
         help="Search the answer in each question's K most probable paragraphs, scoring log P(paragraph) + "
         f"log P(span | paragraph); 1 is the plain two-stage pipeline (default: {TOP_K_PARAGRAPHS}).",
+    )
+    parser.add_argument(
+        "--end_to_end",
+        action="store_true",
+        help="No paragraph selection: --qa_model reads each question with all its candidate paragraphs joined "
+        "(a model trained with run_qa.py --context_mode candidates; docs/end-to-end.md).",
     )
     parser.add_argument(
         "--analysis_dir",
@@ -169,7 +189,14 @@ def parse_arguments(argv=None):
     parser.add_argument(
         "--max_answer_length", type=positive_int, default=MAX_ANSWER_LENGTH, help="Longest answer, in tokens."
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.end_to_end and args.mc_model:
+        parser.error("--end_to_end reads every candidate with the --qa_model alone: drop --mc_model")
+    if args.end_to_end and args.top_k_paragraphs != TOP_K_PARAGRAPHS:
+        parser.error("--end_to_end reads every candidate: --top_k_paragraphs is for the two stages")
+    if args.mc_model is None and not args.end_to_end:
+        args.mc_model = [str(DEFAULT_MC_MODEL)]
+    return args
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -194,15 +221,25 @@ class PairScorer(torch.nn.Module):
 
 
 class SpanScorer(torch.nn.Module):
-    """A question-answering model with plain tensor outputs: (batch, length) -> (start logits, end logits)."""
+    """A question-answering model with plain tensor outputs: (batch, length) -> (start logits, end logits).
 
-    def __init__(self, model):
+    A model that takes global attention (Longformer) gets it on the question, as in training (run_qa.py)."""
+
+    def __init__(self, model, question_end_token=None):
         super().__init__()
         self.model = model
+        self.question_end_token = question_end_token
 
     def forward(self, input_ids, attention_mask, token_type_ids):
+        global_attention = {}
+        if self.question_end_token is not None:
+            global_attention["global_attention_mask"] = question_global_attention(input_ids, self.question_end_token)
         return self.model(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, return_dict=False
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            return_dict=False,
+            **global_attention,
         )[:2]
 
 
@@ -210,15 +247,27 @@ class SpanDecoder(torch.nn.Module):
     """A question-answering model followed by span decoding (utils_qa.best_spans_on_device), both on the device: each
     window's n best spans (start tokens, end tokens, scores) and its log partition come back, not its logits."""
 
-    def __init__(self, model, max_answer_length, n_best_size):
+    def __init__(self, model, max_answer_length, n_best_size, question_end_token=None):
         super().__init__()
-        self.scorer = SpanScorer(model)
+        self.scorer = SpanScorer(model, question_end_token)
         self.max_answer_length, self.n_best_size = max_answer_length, n_best_size
 
     def forward(self, input_ids, attention_mask, token_type_ids, context_start, context_end):
         start_logits, end_logits = self.scorer(input_ids, attention_mask, token_type_ids)
         return best_spans_on_device(
             start_logits, end_logits, context_start, context_end, self.max_answer_length, self.n_best_size
+        )
+
+
+class JoinedSpanDecoder(SpanDecoder):
+    """A SpanDecoder for windows over joined candidates (--end_to_end): it also takes each token's run of paragraph
+    tokens (utils_qa.token_runs, -1 for the question, the separators and padding), so that no span crosses a
+    separator on the device either."""
+
+    def forward(self, input_ids, attention_mask, token_type_ids, context_start, context_end, runs):
+        start_logits, end_logits = self.scorer(input_ids, attention_mask, token_type_ids)
+        return best_spans_on_device(
+            start_logits, end_logits, context_start, context_end, self.max_answer_length, self.n_best_size, runs
         )
 
 
@@ -305,13 +354,18 @@ def load_checkpoint(path, stage, max_seq_length=MAX_SEQ_LENGTH):
 
 def _example_inputs(module, device):
     """A small batch to trace or export with; one row is padded so that the attention mask is really used (and, for
-    a SpanDecoder, the rows' paragraph bounds)."""
+    a SpanDecoder, the rows' paragraph bounds; for a JoinedSpanDecoder, their runs of paragraph tokens, two in the
+    first row)."""
     input_ids = torch.randint(5, 100, (2, 16), device=device)
     attention_mask = torch.ones_like(input_ids)
     attention_mask[1, 9:] = 0
     inputs = (input_ids, attention_mask, torch.zeros_like(input_ids))
     if isinstance(module, SpanDecoder):
         inputs += (torch.tensor([3, 2], device=device), torch.tensor([15, 9], device=device))
+    if isinstance(module, JoinedSpanDecoder):
+        runs = torch.full((2, 16), -1, device=device)
+        runs[0, 3:8], runs[0, 9:15], runs[1, 2:9] = 0, 1, 0
+        inputs += (runs,)
     return inputs
 
 
@@ -335,7 +389,7 @@ def _export(module, kind, device, max_seq_length):
         if kind == "torchscript":
             return torch.jit.trace(module, example, check_trace=False)
         batch, length = torch.export.Dim("batch"), torch.export.Dim("length", max=max(max_seq_length, 17))
-        dynamic = [{0: batch, 1: length}] * 3 + [{0: batch}] * (len(example) - 3)
+        dynamic = [{0: batch, 1: length} if tensor.dim() == 2 else {0: batch} for tensor in example]
         return torch.export.export(module, example, dynamic_shapes=dynamic)
 
 
@@ -396,6 +450,12 @@ class Member:
     forward: object
 
 
+def has_sparse_attention(model):
+    """Longformer (sliding windows and global attention) or BigBird (blocks, or full attention for short batches)."""
+    takes_global_attention = "global_attention_mask" in inspect.signature(model.forward).parameters
+    return takes_global_attention or getattr(model.config, "attention_type", None) == "block_sparse"
+
+
 def load_members(paths, stage, args, device, dtype):
     members = []
     for path in paths:
@@ -403,9 +463,20 @@ def load_members(paths, stage, args, device, dtype):
         problem = check_window_fits(tokenizer, args.max_seq_length, args.max_question_length, args.doc_stride)
         if problem:
             raise InputError(f"{path}: {problem}")
+        if args.export != "none" and has_sparse_attention(model):
+            raise InputError(
+                f"{path}: --export {args.export}: a {model.config.model_type} model's attention follows the length of "
+                "each batch, which an export would fix at one length: use --export none"
+            )
+        keep_block_sparse_attention(model)
         model = model.to(device=device, dtype=dtype)
-        if stage is SPAN_SELECTION and args.decode_on_device:
-            module = SpanDecoder(model, args.max_answer_length, args.n_best_size).eval()
+        if stage is SPAN_SELECTION:
+            end_token = question_end_token(model, tokenizer)
+            if args.decode_on_device:
+                decoder_class = JoinedSpanDecoder if args.end_to_end else SpanDecoder
+                module = decoder_class(model, args.max_answer_length, args.n_best_size, end_token).eval()
+            else:
+                module = SpanScorer(model, end_token).eval()
         else:
             module = stage.scorer_class(model).eval()
         if args.export != "none":
@@ -436,6 +507,26 @@ class ParagraphTokens:
         return {p: self.tokens[(fingerprint, p)] for p in paragraph_indices}
 
 
+class CandidateTokens(ParagraphTokens):
+    """ParagraphTokens of the context's paragraphs followed by one text per question: its candidates joined in file
+    order (adl_data.join_candidates), whose tokens are assembled from the paragraphs' own (utils_qa.join_tokens).
+    Text len(context) + q is question q's; `joined[q]` maps its offsets back to paragraphs."""
+
+    def __init__(self, context, questions):
+        self.joined = [join_candidates(q["paragraphs"], context) for q in questions]
+        self.first_joined = len(context)
+        super().__init__(list(context) + [joined.text for joined in self.joined])
+
+    def of(self, tokenizer, paragraph_indices):
+        own = [i for i in paragraph_indices if i < self.first_joined]
+        joined = {i: self.joined[i - self.first_joined] for i in paragraph_indices if i >= self.first_joined}
+        tokens = super().of(tokenizer, own + [p for j in joined.values() for p in j.paragraphs])
+        separator_ids = candidate_separator_ids(tokenizer)
+        for i, j in joined.items():
+            tokens[i] = join_tokens([tokens[p] for p in j.paragraphs], separator_ids, j.starts)
+        return {i: tokens[i] for i in paragraph_indices}
+
+
 def _fingerprint(tokenizer):
     return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
 
@@ -457,9 +548,10 @@ class StageStats:
 
 
 def padded_batches(sequences, pad_token_id, batch_size):
-    """Yields (positions, input tensors) over `sequences` ((input_ids, token_type_ids or None, extra integers)
-    triples), longest first, each batch padded to its own longest sequence; the extra integers of the sequences (a
-    window's paragraph bounds, for a SpanDecoder) follow as one tensor each."""
+    """Yields (positions, input tensors) over `sequences` ((input_ids, token_type_ids or None, extras) triples),
+    longest first, each batch padded to its own longest sequence. The extras of the sequences follow as one tensor
+    each: integers (a window's paragraph bounds, for a SpanDecoder) as (batch,), arrays of one integer per token (the
+    runs of paragraph tokens, for a JoinedSpanDecoder) as (batch, length), padded with -1."""
     lengths = np.array([len(input_ids) for input_ids, _, _ in sequences])
     order = np.argsort(-lengths, kind="stable")
     for batch_start in range(0, len(order), batch_size):
@@ -474,10 +566,16 @@ def padded_batches(sequences, pad_token_id, batch_size):
             attention_mask[row, : len(ids)] = 1
             if types is not None:
                 token_type_ids[row, : len(ids)] = types
-        extras = np.array([sequences[position][2] for position in positions], dtype=np.int64).reshape(
-            len(positions), -1
-        )
-        tensors = [input_ids, attention_mask, token_type_ids, *extras.T]
+        extras = []
+        for column in zip(*(sequences[position][2] for position in positions)):
+            if np.ndim(column[0]) == 0:
+                extras.append(np.array(column, dtype=np.int64))
+            else:
+                per_token = np.full((len(positions), width), -1, dtype=np.int64)
+                for row, values in enumerate(column):
+                    per_token[row, : len(values)] = values
+                extras.append(per_token)
+        tensors = [input_ids, attention_mask, token_type_ids, *extras]
         yield positions, [torch.from_numpy(np.ascontiguousarray(array)) for array in tensors]
 
 
@@ -630,6 +728,16 @@ def score_paragraphs(questions, paragraph_tokens, member, args, device, stats, o
     return scores
 
 
+def character_offsets(window):
+    """(char_starts, char_ends) of every token of a window's sequence: -1 outside the paragraph, and on the separators
+    of joined candidates."""
+    starts = np.full(len(window.input_ids), -1, dtype=np.int64)
+    ends = np.full(len(window.input_ids), -1, dtype=np.int64)
+    starts[window.context_start : window.context_start + len(window.offsets)] = window.offsets[:, 0]
+    ends[window.context_start : window.context_start + len(window.offsets)] = window.offsets[:, 1]
+    return starts, ends
+
+
 def find_spans(questions, requests, paragraph_tokens, member, args, device, stats, overlap):
     """Stage 2 with one model: the SpanCandidates of each (question position, paragraph index) request: the
     n_best_size best character spans of the paragraph with log P(span | question, paragraph)."""
@@ -643,8 +751,12 @@ def find_spans(questions, requests, paragraph_tokens, member, args, device, stat
                 question_windows(question_ids, paragraph, member.template, args.max_seq_length, args.doc_stride)
             ):
                 windows[(r, w)] = window
-                bounds = (window.context_start, window.context_start + len(window.offsets))
-                yield (r, w), window.input_ids, window.token_type_ids, bounds if args.decode_on_device else ()
+                extras = ()
+                if args.decode_on_device:
+                    extras = (window.context_start, window.context_start + len(window.offsets))
+                    if args.end_to_end:  # a JoinedSpanDecoder
+                        extras += (token_runs(character_offsets(window)[0]),)
+                yield (r, w), window.input_ids, window.token_type_ids, extras
 
     # Per request, its best spans so far (merged after each chunk, so memory does not grow with the windows) and
     # the log-sum-exp of the scores of all its valid spans.
@@ -654,11 +766,7 @@ def find_spans(questions, requests, paragraph_tokens, member, args, device, stat
     def consume(keys, outputs):
         char_starts, char_ends = [], []
         for key in keys:
-            window = windows.pop(key)
-            starts = np.full(len(window.input_ids), -1, dtype=np.int64)
-            ends = np.full(len(window.input_ids), -1, dtype=np.int64)
-            starts[window.context_start : window.context_start + len(window.offsets)] = window.offsets[:, 0]
-            ends[window.context_start : window.context_start + len(window.offsets)] = window.offsets[:, 1]
+            starts, ends = character_offsets(windows.pop(key))
             char_starts.append(starts)
             char_ends.append(ends)
         if args.decode_on_device:
@@ -740,16 +848,51 @@ def predict(args):
     overlap = args.overlap == "on" or (args.overlap == "auto" and device.type == "cuda")
 
     start = time.perf_counter()
-    mc_members = load_members(args.mc_model, PARAGRAPH_SELECTION, args, device, dtype)
+    mc_members = [] if args.end_to_end else load_members(args.mc_model, PARAGRAPH_SELECTION, args, device, dtype)
     qa_members = load_members(args.qa_model, SPAN_SELECTION, args, device, dtype)
     load_seconds = time.perf_counter() - start
     logger.info(
         f"{len(questions)} questions from {args.test_file}{' (labelled)' if labelled else ''}, {len(context)} "
         f"paragraphs; device {device}, {dtype}; {len(mc_members)} + {len(qa_members)} models; "
-        f"top {args.top_k_paragraphs} paragraph(s) decoded"
+        + (
+            "all candidates joined (end to end)"
+            if args.end_to_end
+            else f"top {args.top_k_paragraphs} paragraph(s) decoded"
+        )
     )
-    paragraph_tokens = ParagraphTokens(context)
+    if args.end_to_end:
+        nbest, stages = answers_end_to_end(questions, context, qa_members, args, device, overlap)
+        # No paragraph selection: the paragraph the model chooses is that of its answer.
+        stage1_paragraphs = [best[0].paragraph if best else q["paragraphs"][0] for q, best in zip(questions, nbest)]
+    else:
+        nbest, stage1_paragraphs, stages = answers_in_two_stages(
+            questions, context, mc_members, qa_members, args, device, overlap
+        )
 
+    answers = {q["id"]: (best[0].text if best else "") for q, best in zip(questions, nbest)}
+    prediction = Prediction(
+        answers=answers,
+        paragraphs=[best[0].paragraph if best else None for best in nbest],
+        stage1_paragraphs=stage1_paragraphs,
+        nbest=nbest,
+        stages=stages,
+        load_seconds=load_seconds,
+        metrics=None,
+    )
+    write_predictions_csv(paths["csv"], [q["id"] for q in questions], answers)
+    if labelled:
+        prediction.metrics = analysis.end_to_end_metrics(questions, prediction)
+        if "metrics" in paths:
+            write_json(paths["metrics"], prediction.metrics)
+        if args.analysis_dir:
+            analysis.write_analysis(questions, context, prediction, paths)
+    return prediction
+
+
+def answers_in_two_stages(questions, context, mc_members, qa_members, args, device, overlap):
+    """Paragraph selection, then span selection in the top --top_k_paragraphs paragraphs: the n-best answers of each
+    question (decoding.decode), the paragraph each question's paragraph selection chose, and the StageStats."""
+    paragraph_tokens = ParagraphTokens(context)
     stage1, stage2 = StageStats("paragraph selection"), StageStats("span selection")
     start = time.perf_counter()
     scores = [score_paragraphs(questions, paragraph_tokens, m, args, device, stage1, overlap) for m in mc_members]
@@ -778,25 +921,46 @@ def predict(args):
         )
         r += count
     stage2.add_time("total", time.perf_counter() - start)
+    return nbest, [q["paragraphs"][d[0]] for q, d in zip(questions, decoded)], (stage1, stage2)
 
-    answers = {q["id"]: (best[0].text if best else "") for q, best in zip(questions, nbest)}
-    prediction = Prediction(
-        answers=answers,
-        paragraphs=[best[0].paragraph if best else None for best in nbest],
-        stage1_paragraphs=[q["paragraphs"][d[0]] for q, d in zip(questions, decoded)],
-        nbest=nbest,
-        stages=(stage1, stage2),
-        load_seconds=load_seconds,
-        metrics=None,
-    )
-    write_predictions_csv(paths["csv"], [q["id"] for q in questions], answers)
-    if labelled:
-        prediction.metrics = analysis.end_to_end_metrics(questions, prediction)
-        if "metrics" in paths:
-            write_json(paths["metrics"], prediction.metrics)
-        if args.analysis_dir:
-            analysis.write_analysis(questions, context, prediction, paths)
-    return prediction
+
+def answers_end_to_end(questions, context, qa_members, args, device, overlap):
+    """Span selection over each question's candidates joined into one text (text len(context) + q of
+    CandidateTokens): the n-best answers of each question, each mapped back to its paragraph, and the StageStats.
+
+    An answer's score is log P(span | question, all candidates): every paragraph gets log P(p | q) = 0 in decode."""
+    paragraph_tokens = CandidateTokens(context, questions)
+    stats = StageStats("end-to-end span selection")
+    start = time.perf_counter()
+    requests = [(q, len(context) + q) for q in range(len(questions))]
+    spans = [find_spans(questions, requests, paragraph_tokens, m, args, device, stats, overlap) for m in qa_members]
+    nbest = []
+    for q, joined in enumerate(paragraph_tokens.joined):
+        merged = merge_span_candidates([member_spans[q] for member_spans in spans], args.n_best_size)
+        paragraphs, candidates = spans_of_each_paragraph(merged, joined)
+        nbest.append(decode(paragraphs, [0.0] * len(paragraphs), candidates, context, args.n_best_size))
+    stats.add_time("total", time.perf_counter() - start)
+    return nbest, (stats,)
+
+
+def spans_of_each_paragraph(candidates, joined):
+    """SpanCandidates over a joined text (adl_data.JoinedCandidates) split by paragraph: the paragraphs (indices into
+    context.json, in the order joined) and the SpanCandidates of each, in its own offsets. No span crosses a
+    separator (utils_qa.best_spans_of_windows)."""
+    located = collections.defaultdict(list)  # paragraph -> [(offset, span index)]
+    for index, (start, end) in enumerate(zip(candidates.starts.tolist(), candidates.ends.tolist())):
+        paragraph, offset = joined.locate(start)
+        if joined.locate(end - 1)[0] != paragraph:
+            raise AssertionError(f"span [{start}, {end}) of a joined text crosses a separator")
+        located[paragraph].append((offset, index))
+    paragraphs = list(dict.fromkeys(joined.paragraphs))
+    pieces = []
+    for paragraph in paragraphs:
+        offsets = np.array([offset for offset, _ in located[paragraph]], dtype=np.int64)
+        mine = np.array([index for _, index in located[paragraph]], dtype=np.int64)
+        lengths = candidates.ends[mine] - candidates.starts[mine]
+        pieces.append(SpanCandidates(offsets, offsets + lengths, candidates.log_probs[mine]))
+    return paragraphs, pieces
 
 
 def log_summary(prediction, total_seconds, output_file):

@@ -11,6 +11,10 @@ reports exact match and character-level F1 in [0, 100]. Example (see README.md f
 Training and evaluation use each question's gold paragraph ("relevant"). --do_predict needs a test file whose questions
 carry "relevant" too, such as the `test_with_relevant.json` that `run_swag.py --do_predict` writes; it writes
 `predict_predictions.json` and `pred.csv` to --output_dir. For the whole two-stage pipeline, use inference.py.
+
+With --context_mode candidates, a question is read with all its candidate paragraphs joined into one text instead
+(adl_data.join_candidates; shuffled per question in training), cut into windows as usual: one end-to-end model that
+needs no paragraph selection (inference.py --end_to_end; docs/end-to-end.md). Test files then need no "relevant".
 """
 
 import logging
@@ -18,12 +22,20 @@ import os
 import time
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Literal
 
 from datasets import Dataset
 from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding, Trainer
 from transformers.trainer_utils import speed_metrics
 
-from adl_data import InputError, load_context, load_questions, run_main, to_squad_examples, write_predictions_csv
+from adl_data import (
+    InputError,
+    load_context,
+    load_questions,
+    run_main,
+    to_squad_examples,
+    write_predictions_csv,
+)
 from common import (
     CheckedTrainingArguments,
     ModelArguments,
@@ -42,9 +54,12 @@ from utils_qa import (
     N_BEST_SIZE,
     check_window_fits,
     compute_qa_metrics,
+    keep_block_sparse_attention,
     postprocess_qa_predictions,
     prepare_train_features,
     prepare_validation_features,
+    question_end_token,
+    question_global_attention,
 )
 
 logger = logging.getLogger(__name__)
@@ -59,6 +74,14 @@ class SpanSelectionDataArguments(QuestionDataArguments):
     max_answer_length: int = field(
         default=MAX_ANSWER_LENGTH, metadata={"help": "Longest answer, in tokens, that can be predicted."}
     )
+    context_mode: Literal["relevant", "candidates"] = field(
+        default="relevant",
+        metadata={
+            "help": "What a question is read with: 'relevant', its relevant paragraph (the second stage of the "
+            "pipeline); 'candidates', all its candidate paragraphs joined into one text (an end-to-end model, for "
+            "inference.py --end_to_end), in file order, shuffled per question with --seed in training."
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -71,6 +94,19 @@ class SpanSelectionTrainingArguments(CheckedTrainingArguments):
     metric_for_best_model: str | None = field(
         default="exact_match", metadata={"help": "Metric for --load_best_model_at_end and the best checkpoint."}
     )
+
+
+@dataclass
+class DataCollatorForSpanSelection(DataCollatorWithPadding):
+    """Pads a batch of windows; for a model that takes global attention (Longformer), adds it on the question."""
+
+    question_end_token: int | None = None  # utils_qa.question_end_token
+
+    def __call__(self, features):
+        batch = super().__call__(features)
+        if self.question_end_token is not None:
+            batch["global_attention_mask"] = question_global_attention(batch["input_ids"], self.question_end_token)
+        return batch
 
 
 class QuestionAnsweringTrainer(Trainer):
@@ -136,19 +172,24 @@ def main():
 
     # Read and validate every input before anything is written.
     context = load_context(data_args.context_file)
+    mode = data_args.context_mode
     examples = {}
     if training_args.do_train:
         questions = load_questions(data_args.train_file, context, need_answer=True)
         examples["train"] = Dataset.from_dict(
-            to_squad_examples(first_n(questions, data_args.max_train_samples), context)
+            to_squad_examples(
+                first_n(questions, data_args.max_train_samples), context, mode, shuffle_seed=training_args.seed
+            )
         )
     if training_args.do_eval:
         questions = load_questions(data_args.validation_file, context, need_answer=True)
-        examples["eval"] = Dataset.from_dict(to_squad_examples(first_n(questions, data_args.max_eval_samples), context))
+        examples["eval"] = Dataset.from_dict(
+            to_squad_examples(first_n(questions, data_args.max_eval_samples), context, mode)
+        )
     if training_args.do_predict:
-        questions = load_questions(data_args.test_file, context, need_relevant=True)
+        questions = load_questions(data_args.test_file, context, need_relevant=mode == "relevant")
         examples["predict"] = Dataset.from_dict(
-            to_squad_examples(first_n(questions, data_args.max_predict_samples), context)
+            to_squad_examples(first_n(questions, data_args.max_predict_samples), context, mode)
         )
     resume_from = checkpoint_to_resume(training_args)
     tokenizer, model = load_tokenizer_and_model(
@@ -159,6 +200,7 @@ def main():
     )
     if problem:
         raise InputError(problem)
+    keep_block_sparse_attention(model)
 
     window_options = {
         "tokenizer": tokenizer,
@@ -175,9 +217,12 @@ def main():
             batched=True,
             remove_columns=split_examples.column_names,
             num_proc=data_args.preprocessing_num_workers,
-            desc=f"Cutting {split} paragraphs into windows",
+            desc=f"Cutting {split} {'candidates' if mode == 'candidates' else 'paragraphs'} into windows",
         )
-        logger.info(f"{split}: {len(split_examples)} questions, {len(features[split])} windows")
+        logger.info(
+            f"{split}: {len(split_examples)} questions, {len(features[split])} windows "
+            f"({len(features[split]) / len(split_examples):.2f} per question; context: {mode})"
+        )
 
     def post_process(split_examples, split_features, predictions, output_dir, prefix):
         return postprocess_qa_predictions(
@@ -198,8 +243,10 @@ def main():
         eval_dataset=features.get("eval"),
         eval_examples=examples.get("eval"),
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(
-            tokenizer, pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None
+        data_collator=DataCollatorForSpanSelection(
+            tokenizer,
+            pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None,
+            question_end_token=question_end_token(model, tokenizer),
         ),
         post_process_function=post_process,
     )

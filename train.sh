@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Trains the two stages of a task for one model or several, then plots the learning curves and tabulates the results
 # of every run under the output root (plot_curves.py). The tasks:
-# - qa (the default): paragraph selection (run_swag.py), then span selection (run_qa.py);
+# - qa (the default): paragraph selection (run_swag.py), then span selection (run_qa.py); with --end_to_end, one
+#   span-selection model over all candidate paragraphs joined instead (run_qa.py --context_mode candidates, for
+#   inference.py --end_to_end; see docs/end-to-end.md);
 # - intent-slot: intent classification (run_intent.py), then slot tagging (run_slot.py); see docs/intent-slot.md.
 #
 #   bash train.sh --data_dir DIR --models "MODEL [MODEL ...]" [--task {qa,intent-slot}] [--from_scratch]
-#                 [--output_root DIR] [--max_train_samples N] [--paragraph_flags "FLAGS"] [--span_flags "FLAGS"]
-#                 [--intent_flags "FLAGS"] [--slot_flags "FLAGS"] [-- FLAGS ...]
+#                 [--end_to_end] [--output_root DIR] [--max_train_samples N] [--paragraph_flags "FLAGS"]
+#                 [--span_flags "FLAGS"] [--intent_flags "FLAGS"] [--slot_flags "FLAGS"] [-- FLAGS ...]
 #
 #   bash train.sh --data_dir data --models "bert-base-chinese hfl/chinese-macbert-base"
 #   bash train.sh --data_dir data --models bert-base-chinese --from_scratch        # HW1 Q4: no pretrained weights
@@ -14,15 +16,17 @@
 #                 --gradient_accumulation_steps 16                                  # flags after -- win
 #   bash train.sh --data_dir data --models bert-base-chinese --span_flags "--doc_stride 96"
 #   bash train.sh --task intent-slot --data_dir data --models "bert-base-uncased roberta-base"
+#   bash train.sh --data_dir data --models hfl/chinese-macbert-base --end_to_end   # HW1 Q5: one model, no stage 1
 #
 # MODEL: a Hub id or a local directory. DATA_DIR holds, for qa, context.json, train.json and valid.json; for
 # intent-slot, intent/ and slot/ with train.json and eval.json each (the course's layout), and test.json, when there,
 # is predicted too (pred.csv in the run folder). Trainer flags after -- go to both stages, --paragraph_flags /
-# --span_flags / --intent_flags / --slot_flags to one stage only; they come after this script's own, so they win.
-# Runs go to OUTPUT_ROOT/NAME/STAGE (STAGE: paragraph-selection and span-selection, or intent and slot), NAME being the
-# Hub id with "/" as "_" (the folder name for a local directory), plus "-scratch" with --from_scratch; the figures and
-# results.md / results.csv to OUTPUT_ROOT/curves/STAGE. A run folder that already holds checkpoints resumes from the
-# last one: delete it to start over.
+# --span_flags / --intent_flags / --slot_flags to one stage only (--span_flags to the end-to-end model with
+# --end_to_end); they come after this script's own, so they win.
+# Runs go to OUTPUT_ROOT/NAME/STAGE (STAGE: paragraph-selection and span-selection, end-to-end, or intent and slot),
+# NAME being the Hub id with "/" as "_" (the folder name for a local directory), plus "-scratch" with --from_scratch;
+# the figures and results.md / results.csv to OUTPUT_ROOT/curves/STAGE. A run folder that already holds checkpoints
+# resumes from the last one: delete it to start over.
 # LAUNCHER="torchrun --nproc_per_node 2" (environment) trains on 2 GPUs; the effective batch then doubles. PYTHON
 # (environment) is the Python that runs the scripts (default: python on PATH).
 #
@@ -39,6 +43,10 @@
 # - max_seq_length 512, the most BERT's position embeddings allow: paragraphs run to 1,000+ characters, so longer
 #   windows mean fewer paragraphs cut (paragraph selection) and fewer windows (span selection).
 # - doc_stride 128: consecutive windows share 128 tokens, so an answer cut by a window's end is whole in the next.
+# --end_to_end: the span-selection hyperparameters (not measured with pretrained bases here). A question is read
+#   with its 4 candidates joined, about 5 windows of 512 tokens instead of 1-2, so an epoch takes about 3x the
+#   steps of span selection. For a long-context model, one window reads all 4: --span_flags "--max_seq_length 4096
+#   --per_device_train_batch_size 1 --gradient_accumulation_steps 16" (docs/end-to-end.md).
 # --from_scratch (random weights, the model's tokenizer; HW1 Q4): a 4-layer, hidden-256 BERT (config overrides
 #   below), learning rate 3e-4, 5 epochs. Random weights have nothing to protect and learn everything from the
 #   task data, so they need larger steps and more passes; a small model is what ~22k questions can train (a base
@@ -70,8 +78,8 @@ python=${PYTHON:-python}
 usage() {
     cat >&2 <<EOF
 usage: bash train.sh --data_dir DIR --models "MODEL [MODEL ...]" [--task {qa,intent-slot}] [--from_scratch]
-                     [--output_root DIR] [--max_train_samples N] [--paragraph_flags "FLAGS"] [--span_flags "FLAGS"]
-                     [--intent_flags "FLAGS"] [--slot_flags "FLAGS"] [-- FLAGS ...]
+                     [--end_to_end] [--output_root DIR] [--max_train_samples N] [--paragraph_flags "FLAGS"]
+                     [--span_flags "FLAGS"] [--intent_flags "FLAGS"] [--slot_flags "FLAGS"] [-- FLAGS ...]
 (the comments at the top of $0 explain the options and the hyperparameters)
 EOF
     exit 2
@@ -83,7 +91,7 @@ fail() {
 }
 
 # --- Arguments ---
-data_dir="" models="" task="qa" output_root="outputs" from_scratch=false max_train_samples=""
+data_dir="" models="" task="qa" output_root="outputs" from_scratch=false end_to_end=false max_train_samples=""
 declare -A stage_only_flags=()
 extra_flags=()
 while (($# > 0)); do
@@ -105,6 +113,7 @@ while (($# > 0)); do
             shift 2
             ;;
         --from_scratch) from_scratch=true; shift ;;
+        --end_to_end) end_to_end=true; shift ;;
         -h | --help) usage ;;
         --) shift; extra_flags=("$@"); break ;;
         *) fail "unknown argument '$1' (Trainer flags go after --)" ;;
@@ -112,14 +121,21 @@ while (($# > 0)); do
 done
 [[ -n $data_dir ]] || fail "--data_dir is required"
 [[ -n $models ]] || fail "--models is required"
-case $task in
-    qa) stages=(paragraph-selection span-selection) needed_files=(context.json train.json valid.json) ;;
-    intent-slot)
+case $task/$end_to_end in
+    qa/false) stages=(paragraph-selection span-selection) needed_files=(context.json train.json valid.json) ;;
+    qa/true)
+        stages=(end-to-end) needed_files=(context.json train.json valid.json)
+        if [[ -n ${stage_only_flags[span-selection]+set} ]]; then
+            stage_only_flags[end-to-end]=${stage_only_flags[span-selection]}
+            unset "stage_only_flags[span-selection]"
+        fi ;;
+    intent-slot/true) fail "--end_to_end is for --task qa" ;;
+    intent-slot/false)
         stages=(intent slot) needed_files=(intent/train.json intent/eval.json slot/train.json slot/eval.json) ;;
     *) fail "--task must be qa or intent-slot, got '$task'" ;;
 esac
 for stage in "${!stage_only_flags[@]}"; do
-    [[ " ${stages[*]} " == *" $stage "* ]] || fail "--task $task has no $stage stage (its stages: ${stages[*]})"
+    [[ " ${stages[*]} " == *" $stage "* ]] || fail "--task $task$($end_to_end && echo " --end_to_end") has no $stage stage (its stages: ${stages[*]})"
 done
 for file in "${needed_files[@]}"; do
     [[ -f $data_dir/$file ]] || fail "$data_dir/$file: no such file"
@@ -149,9 +165,9 @@ done
 declare -A epochs=()
 case $task/$from_scratch in
     qa/true)
-        learning_rate=3e-4 epochs[paragraph-selection]=5 epochs[span-selection]=5
+        learning_rate=3e-4 epochs[paragraph-selection]=5 epochs[span-selection]=5 epochs[end-to-end]=5
         scratch_config="num_hidden_layers=4,hidden_size=256,num_attention_heads=4,intermediate_size=1024" ;;
-    qa/false) learning_rate=3e-5 epochs[paragraph-selection]=1 epochs[span-selection]=2 ;;
+    qa/false) learning_rate=3e-5 epochs[paragraph-selection]=1 epochs[span-selection]=2 epochs[end-to-end]=2 ;;
     intent-slot/true)
         learning_rate=1e-3 epochs[intent]=10 epochs[slot]=20
         scratch_config="num_hidden_layers=2,hidden_size=128,num_attention_heads=2,intermediate_size=512" ;;
@@ -180,10 +196,11 @@ set_stage() {
             script=run_swag.py
             stage_flags=("${question_files[@]}" --per_device_train_batch_size 2 --gradient_accumulation_steps 8
                          --per_device_eval_batch_size 8) ;;
-        span-selection)
+        span-selection | end-to-end)
             script=run_qa.py
             stage_flags=("${question_files[@]}" --per_device_train_batch_size 8 --gradient_accumulation_steps 2
-                         --per_device_eval_batch_size 32 --doc_stride 128) ;;
+                         --per_device_eval_batch_size 32 --doc_stride 128)
+            if [[ $1 == end-to-end ]]; then stage_flags+=(--context_mode candidates); fi ;;
         intent | slot)
             script=run_$1.py
             stage_flags=(--train_file "$data_dir/$1/train.json" --validation_file "$data_dir/$1/eval.json"

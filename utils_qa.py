@@ -6,7 +6,10 @@ Every transformation between text and model tensors lives here exactly once:
 - paragraph selection: `prepare_multiple_choice_features` pairs a question with each candidate paragraph, and
   `DataCollatorForMultipleChoice` pads them into (batch, choices, length) tensors;
 - span selection: `prepare_train_features` / `prepare_validation_features` cut a paragraph into overlapping windows
-  and map the answer's characters to token positions; `postprocess_qa_predictions` maps logits back to text;
+  and map the answer's characters to token positions; `postprocess_qa_predictions` maps logits back to text. The
+  context can also be all of a question's candidate paragraphs joined (`join_tokens`, end-to-end span selection);
+- long-context models: `question_global_attention` (Longformer's global attention on the question) and
+  `keep_block_sparse_attention` (BigBird);
 - metrics: `compute_qa_metrics` (exact match and character-level F1 for Chinese, in [0, 100]).
 
 The span-selection functions keep the names and signatures of the transformers examples' run_qa.py / utils_qa.py, so
@@ -15,6 +18,7 @@ code can move between the two. `examples` there is a batch (dict of lists) or a 
 """
 
 import collections
+import inspect
 import json
 import logging
 import os
@@ -24,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from adl_data import CANDIDATE_SEPARATOR, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +123,35 @@ def tokenize_texts(texts, tokenizer):
         batch_characters += len(text)
     flush()
     return results
+
+
+def candidate_separator_ids(tokenizer):
+    """The tokens of adl_data.CANDIDATE_SEPARATOR, which stand between joined candidate paragraphs."""
+    ids = tokenize_texts([CANDIDATE_SEPARATOR], tokenizer)[0].ids
+    if len(ids) == 0:
+        raise InputError(
+            f"{type(tokenizer).__name__}: the tokenizer makes no token of the separator {CANDIDATE_SEPARATOR!r} "
+            "between joined candidate paragraphs, so it cannot read them joined"
+        )
+    return ids
+
+
+def join_tokens(paragraph_tokens, separator_ids, starts):
+    """The TokenizedText of paragraphs joined into one text (adl_data.join_candidates): each paragraph's own tokens,
+    their offsets moved to where it starts in the joined text (`starts`), and `separator_ids` between consecutive
+    paragraphs with offsets (-1, -1). The separator belongs to no paragraph, so no answer starts, ends or crosses
+    there (answer_token_positions, best_spans_of_windows).
+
+    With BERT-family tokenizers these are exactly the tokens of the joined text; tokenizers that merge characters
+    across the separator (byte-level BPE) would differ, and training and inference both use these."""
+    ids, offsets = [], []
+    for position, (tokens, start) in enumerate(zip(paragraph_tokens, starts)):
+        if position:
+            ids.append(np.asarray(separator_ids, dtype=np.int64))
+            offsets.append(np.full((len(separator_ids), 2), -1, dtype=np.int64))
+        ids.append(tokens.ids)
+        offsets.append(tokens.offsets + start)
+    return TokenizedText(np.concatenate(ids), np.concatenate(offsets).reshape(-1, 2))
 
 
 @dataclass(frozen=True)
@@ -336,28 +371,39 @@ def question_windows(question_ids, paragraph, template, max_seq_length=MAX_SEQ_L
 
 def answer_token_positions(window, start_char, end_char, cls_index):
     """Token positions of the answer characters [start_char, end_char) in a window, or the CLS index twice when the
-    answer is not wholly inside the window's part of the paragraph."""
-    offsets = window.offsets
+    answer is not wholly inside the window's part of the paragraph. Tokens of offsets (-1, -1) (the separators of
+    joined candidates) are no part of any paragraph."""
+    inside = np.flatnonzero(window.offsets[:, 0] >= 0)
+    offsets = window.offsets[inside]
     if len(offsets) == 0 or offsets[0, 0] > start_char or offsets[-1, 1] < end_char:
         return cls_index, cls_index
     # The first token that ends after the answer starts, the last token that starts before the answer ends.
-    start_token = int(np.argmax(offsets[:, 1] > start_char))
-    end_token = int(np.flatnonzero(offsets[:, 0] < end_char)[-1])
+    start_token = int(inside[np.argmax(offsets[:, 1] > start_char)])
+    end_token = int(inside[np.flatnonzero(offsets[:, 0] < end_char)[-1]])
     return window.context_start + start_token, window.context_start + end_token
 
 
 def _window_features(examples, tokenizer, max_seq_length, doc_stride, pad_to_max_length, max_question_length):
     """The windows of every example as lists of model inputs, each with its example's index in `example_index` and
-    its Window in `windows` (both for the callers to use or drop). Each distinct paragraph is tokenized once."""
+    its Window in `windows` (both for the callers to use or drop). Each distinct paragraph is tokenized once; the
+    context of examples with `candidates` (adl_data.to_squad_examples) is made of their tokens (join_tokens)."""
     template = PairTemplate.of(tokenizer)
     questions = question_token_ids(examples["question"], tokenizer, max_question_length)
-    contexts = list(examples["context"])
-    distinct = list(dict.fromkeys(contexts))
+    paragraphs = examples["candidates"] if "candidates" in examples else [[context] for context in examples["context"]]
+    distinct = list(dict.fromkeys(paragraph for texts in paragraphs for paragraph in texts))
     tokens = dict(zip(distinct, tokenize_texts(distinct, tokenizer)))
+    if "candidates" in examples:
+        separator_ids = candidate_separator_ids(tokenizer)
+        contexts = [
+            join_tokens([tokens[paragraph] for paragraph in texts], separator_ids, starts)
+            for texts, starts in zip(paragraphs, examples["candidate_starts"])
+        ]
+    else:
+        contexts = [tokens[context] for context in examples["context"]]
     pad_to = max_seq_length if pad_to_max_length else None
     features = collections.defaultdict(list)
     for example_index, (question, context) in enumerate(zip(questions, contexts)):
-        for window in question_windows(question, tokens[context], template, max_seq_length, doc_stride):
+        for window in question_windows(question, context, template, max_seq_length, doc_stride):
             for name, values in _model_inputs(
                 window.input_ids, window.token_type_ids, pad_to, tokenizer.pad_token_id
             ).items():
@@ -402,7 +448,8 @@ def prepare_validation_features(
     pad_to_max_length=False,
     max_question_length=MAX_QUESTION_LENGTH,
 ):
-    """Windows with `example_id` and `offset_mapping` (None for tokens outside the paragraph), for post-processing.
+    """Windows with `example_id` and `offset_mapping` (None for tokens outside the paragraph, the separators of joined
+    candidates included), for post-processing.
 
     When the examples have `answers`, the windows also get `start_positions`/`end_positions` (as in training), so
     that the Trainer reports an evaluation loss comparable to the training loss.
@@ -413,7 +460,7 @@ def prepare_validation_features(
     features["example_id"] = [examples["id"][index] for index in features["example_index"]]
     features["offset_mapping"] = [
         [None] * window.context_start
-        + window.offsets.tolist()
+        + [offset if offset[0] >= 0 else None for offset in window.offsets.tolist()]
         + [None] * (len(input_ids) - window.context_start - len(window.offsets))
         for window, input_ids in zip(features["windows"], features["input_ids"])
     ]
@@ -439,25 +486,46 @@ class WindowSpans:
     log_partition: float  # -inf when the window has no valid span
 
 
+def token_runs(char_starts):
+    """The run of paragraph tokens that each token of a window belongs to: 0, 1, ... for the runs of consecutive
+    paragraph tokens (char_starts >= 0), in order, and -1 for the others. A window of one paragraph has one run; a
+    window across joined candidates has one per paragraph, the separators between them in none. Both span decoders
+    keep a span inside one run (best_spans_of_windows, best_spans_on_device)."""
+    inside = char_starts >= 0
+    first_of_run = inside & ~np.concatenate([[False], inside[:-1]])
+    return np.where(inside, np.cumsum(first_of_run) - 1, -1)
+
+
+def paragraph_runs(char_starts):
+    """Masks of the runs of token_runs: a single mask for a window of one paragraph (all its paragraph tokens, or
+    none), one per paragraph for a window across joined candidates."""
+    runs = token_runs(char_starts)
+    count = int(runs.max(initial=-1)) + 1
+    if count <= 1:
+        return [runs >= 0]
+    return [runs == run for run in range(count)]
+
+
 def best_spans_of_windows(all_start_logits, all_end_logits, all_char_starts, max_answer_length, n_best_size):
     """For each window, its `n_best_size` highest-scoring valid spans (a WindowSpans).
 
-    A span is valid when both ends are paragraph tokens (char_starts >= 0), end >= start, and it is at most
-    `max_answer_length` tokens long. All valid spans of a chunk of windows are scored at once:
-    scores[w, i, k] = start_logit[w, i] + end_logit[w, i + k], the span of window w from token i to token i + k.
-    Ties keep the order of the start token, then of the length.
+    A span is valid when all its tokens are paragraph tokens (char_starts >= 0) of one run (paragraph_runs: a span
+    never crosses the separator of joined candidates), end >= start, and it is at most `max_answer_length` tokens
+    long. All valid spans of a chunk of runs are scored at once: scores[r, i, k] = start_logit[r, i] +
+    end_logit[r, i + k], the span of run r from token i to token i + k. Ties keep the order of the start token, then
+    of the length.
     """
-    results = []
-    for chunk_start in range(0, len(all_char_starts), WINDOWS_PER_CHUNK):
-        chunk = range(chunk_start, min(chunk_start + WINDOWS_PER_CHUNK, len(all_char_starts)))
-        width = max(len(all_char_starts[w]) for w in chunk)
+    runs = [(w, run) for w, char_starts in enumerate(all_char_starts) for run in paragraph_runs(char_starts)]
+    spans_of_runs = []
+    for chunk_start in range(0, len(runs), WINDOWS_PER_CHUNK):
+        chunk = runs[chunk_start : chunk_start + WINDOWS_PER_CHUNK]
+        width = max(len(run) for _, run in chunk)
         start_scores = np.full((len(chunk), width), -np.inf, dtype=np.float32)
         end_scores = np.full((len(chunk), width + max_answer_length - 1), -np.inf, dtype=np.float32)
-        for row, w in enumerate(chunk):
-            length = len(all_char_starts[w])
-            in_paragraph = all_char_starts[w] >= 0
-            start_scores[row, :length] = np.where(in_paragraph, all_start_logits[w][:length], -np.inf)
-            end_scores[row, :length] = np.where(in_paragraph, all_end_logits[w][:length], -np.inf)
+        for row, (w, run) in enumerate(chunk):
+            length = len(run)
+            start_scores[row, :length] = np.where(run, all_start_logits[w][:length], -np.inf)
+            end_scores[row, :length] = np.where(run, all_end_logits[w][:length], -np.inf)
         ends_of_spans = np.lib.stride_tricks.sliding_window_view(end_scores, max_answer_length, axis=1)
         # The n best spans start at the n starts whose own best span scores highest (if a best span started
         # elsewhere, n better spans would exist), so only those starts need all their span lengths ranked.
@@ -473,10 +541,26 @@ def best_spans_of_windows(all_start_logits, all_end_logits, all_char_starts, max
             valid = np.isfinite(top_scores[row])
             start_index, lengths = np.divmod(order[row][valid], max_answer_length)
             start_tokens = starts[row][start_index]
-            results.append(
+            spans_of_runs.append(
                 WindowSpans(start_tokens, start_tokens + lengths, top_scores[row][valid], log_partitions[row])
             )
-    return results
+    runs_of_window = collections.defaultdict(list)
+    for (w, _), spans in zip(runs, spans_of_runs):
+        runs_of_window[w].append(spans)
+    return [_merge_runs(runs_of_window[w], n_best_size) for w in range(len(all_char_starts))]
+
+
+def _merge_runs(spans_of_runs, n_best_size):
+    """The WindowSpans of a window from those of its runs (in order): the n best of all, ties in the runs' order."""
+    if len(spans_of_runs) == 1:
+        return spans_of_runs[0]
+    start_tokens, end_tokens, scores = (
+        np.concatenate([getattr(spans, name) for spans in spans_of_runs])
+        for name in ("start_tokens", "end_tokens", "scores")
+    )
+    order = np.argsort(-scores, kind="stable")[:n_best_size]
+    log_partition = np.logaddexp.reduce([spans.log_partition for spans in spans_of_runs])
+    return WindowSpans(start_tokens[order], end_tokens[order], scores[order], float(log_partition))
 
 
 def _first_in_order(values, k):
@@ -511,17 +595,23 @@ def _log_partitions(start_scores, end_scores, max_answer_length):
         return (finite_top + np.log(np.sum(np.exp(terms - finite_top), axis=1, keepdims=True)))[:, 0]
 
 
-def best_spans_on_device(start_logits, end_logits, context_start, context_end, max_answer_length, n_best_size):
+def best_spans_on_device(
+    start_logits, end_logits, context_start, context_end, max_answer_length, n_best_size, runs=None
+):
     """best_spans_of_windows for a batch of windows, in torch on the logits' own device (inside an exported graph, so
     that only a few numbers per window leave the device): the same spans, scores and order.
 
     start_logits, end_logits: (windows, tokens); the paragraph part of window w is [context_start[w], context_end[w]).
+    For windows over joined candidates, `runs` (windows, tokens) gives each token's run of paragraph tokens
+    (token_runs; -1 for the separators): a span must start and end in one run, so that none crosses a separator.
     Returns start tokens, end tokens and scores, each (windows, n_best_size), best first (score -inf where a window has
     fewer valid spans), and the log partition of each window, (windows,).
     """
     windows, width = start_logits.shape
     positions = torch.arange(width, device=start_logits.device)
     in_context = (positions[None, :] >= context_start[:, None]) & (positions[None, :] < context_end[:, None])
+    if runs is not None:
+        in_context &= runs >= 0
     # n_best_size invalid tokens more, so that every window has at least n_best_size starts to rank whatever its
     # length (an exported graph then needs no guard on the length).
     nothing = torch.full((windows, n_best_size), float("-inf"), device=start_logits.device)
@@ -532,6 +622,12 @@ def best_spans_on_device(start_logits, end_logits, context_start, context_end, m
         max_answer_length, device=end.device
     )
     ends_of_spans = torch.cat([end, padding], dim=1)[:, span_ends]  # (windows, tokens, lengths)
+    if runs is not None:
+        # Runs are separated by tokens of no run: a span whose two ends are in one run lies wholly inside it.
+        no_run = torch.full((windows, n_best_size + max_answer_length - 1), -1, dtype=runs.dtype, device=runs.device)
+        runs = torch.cat([runs, no_run], dim=1)
+        same_run = runs[:, span_ends] == runs[:, : start.shape[1], None]
+        ends_of_spans = ends_of_spans.masked_fill(~same_run, float("-inf"))
     best_of_start = start + ends_of_spans.max(dim=2).values
     # Stable sorts give the order of best_spans_of_windows: score descending, then start, then length.
     starts = torch.sort(torch.sort(-best_of_start, dim=1, stable=True).indices[:, :n_best_size], dim=1).values
@@ -679,6 +775,43 @@ def _offsets_as_arrays(offsets):
         else:
             pairs[inside] = [offsets[i] for i in inside]
     return pairs[:, 0], pairs[:, 1]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Long-context models (Longformer, BigBird), which read all joined candidates in one window of up to 4,096 tokens
+
+
+def question_end_token(model, tokenizer):
+    """For a model that takes a `global_attention_mask` (Longformer), the token that ends the question in a pair (the
+    first separator: BERT's [SEP], RoBERTa's </s>); None for other models.
+
+    LongformerForQuestionAnswering left to itself puts global attention on the tokens before its config's
+    sep_token_id only when every sequence has exactly three of them (RoBERTa's pairs), and fails otherwise: the
+    Chinese Longformers use BERT tokenizers, whose pairs have two [SEP]. So we always set it, from the tokenizer's
+    own pair layout (question_global_attention)."""
+    if "global_attention_mask" not in inspect.signature(model.forward).parameters:
+        return None
+    return PairTemplate.of(tokenizer).middle[0]
+
+
+def question_global_attention(input_ids, end_token):
+    """The global attention mask of span selection: 1 on the tokens before the first `end_token` of each sequence
+    ([CLS] and the question, as LongformerForQuestionAnswering does for RoBERTa pairs), 0 elsewhere."""
+    is_end = input_ids == end_token
+    question_end = torch.where(is_end.any(dim=1), is_end.int().argmax(dim=1), 0)
+    positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+    return (positions[None, :] < question_end[:, None]).long()
+
+
+def keep_block_sparse_attention(model):
+    """Keeps a BigBird model on block-sparse attention for every batch long enough for it.
+
+    BigBirdModel.forward switches the model to full attention, for good, the first time a batch is too short for
+    block-sparse attention (about 11 blocks of tokens); every later batch of 4,096 tokens would then need the memory of
+    full attention. A hook switches it back before each forward; short batches still run full attention."""
+    if getattr(model.config, "attention_type", None) != "block_sparse":
+        return
+    model.register_forward_pre_hook(lambda module, args: module.base_model.set_attention_type("block_sparse"))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
