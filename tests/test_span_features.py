@@ -363,7 +363,9 @@ def test_postprocess_returns_empty_answer_when_no_span_is_possible():
 
 def test_postprocess_reads_the_paragraph_tokens_wherever_they_are_in_a_window():
     """A window with a single paragraph token (a one-character paragraph), and paragraph tokens that are not one run
-    (offset_mapping allows None anywhere); the special tokens' high logits are never an answer."""
+    (offset_mapping allows None anywhere): a token outside the paragraph splits them into runs, as a separator does
+    between joined candidates (utils_qa.token_runs), and no span crosses it; the special tokens' high logits are never
+    an answer."""
     examples = {"id": ["one", "gaps"], "context": ["景", "景宗王"]}
     features = {"example_id": ["one", "gaps"],
                 "offset_mapping": [[None, (0, 1), None], [None, (0, 1), None, (1, 2), (2, 3), None]]}
@@ -371,10 +373,11 @@ def test_postprocess_reads_the_paragraph_tokens_wherever_they_are_in_a_window():
     end_logits = [np.array([9.0, 1.0, 9.0]), np.array([9.0, 0.0, 9.0, 0.0, 3.0, 9.0])]
     answers = postprocess_qa_predictions(examples, features, (start_logits, end_logits))
     assert answers == {"one": "景", "gaps": "宗王"}
-    # Two tokens apart: as many paragraph tokens (2) as positions between the first and the one before the last.
+    # Two tokens apart (as many paragraph tokens, 2, as positions between the first and the one before the last): the
+    # span 景...王 would score 2 + 3, but it crosses the gap; the best span inside one run is 王 (0 + 3).
     features["offset_mapping"][1] = [None, (0, 1), None, None, (2, 3), None]
     start_logits[1], end_logits[1] = np.array([9.0, 2.0, 9.0, 9.0, 0.0, 9.0]), np.array([9.0, 0.0, 9.0, 9.0, 3.0, 9.0])
-    assert postprocess_qa_predictions(examples, features, (start_logits, end_logits)) == {"one": "景", "gaps": "景宗王"}
+    assert postprocess_qa_predictions(examples, features, (start_logits, end_logits)) == {"one": "景", "gaps": "王"}
 
 
 # One window [CLS] 景 宗 王 [SEP]: the paragraph tokens are positions 1 to 3.
