@@ -78,6 +78,23 @@ def run_script(*args, cwd=None, env=None, check=True, timeout=600):
     return result
 
 
+def save_random_models(base, folders, scale=0.2):
+    """Saves, for each (folder, model class) of `folders`, a model of `base`'s config with random weights drawn from a
+    normal of std `scale` (larger than BERT's initialisation, so that scores differ clearly between candidates and
+    spans) and `base`'s tokenizer. Draws from torch's global generator: seed it first for fixed weights."""
+    import torch
+    from transformers import AutoConfig, AutoTokenizer
+
+    config, tokenizer = AutoConfig.from_pretrained(base), AutoTokenizer.from_pretrained(base)
+    for folder, model_class in folders:
+        model = model_class.from_config(config)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.normal_(0.0, scale)
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+
 # --- Intent classification and slot tagging (run_intent.py, run_slot.py): small English data made here ------------
 
 SLOT_VALUES = {

@@ -8,11 +8,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForMultipleChoice, AutoModelForQuestionAnswering, AutoTokenizer
+from transformers import AutoModelForMultipleChoice, AutoModelForQuestionAnswering
 
 import inference
 from adl_data import run_main, to_multiple_choice_examples, to_squad_examples
-from conftest import ROOT, SAMPLES, read_json, run_script, write_json
+from conftest import ROOT, SAMPLES, read_json, run_script, save_random_models, write_json
 from utils_qa import prepare_multiple_choice_features, prepare_validation_features
 
 
@@ -20,18 +20,9 @@ from utils_qa import prepare_multiple_choice_features, prepare_validation_featur
 def checkpoints(tiny_base, tmp_path_factory):
     """Both stages' checkpoints with random weights: inference must be right whatever the weights."""
     root = tmp_path_factory.mktemp("checkpoints")
-    config = AutoConfig.from_pretrained(tiny_base)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
     torch.manual_seed(0)
-    for name, model_class in [("paragraph-selection", AutoModelForMultipleChoice),
-                              ("span-selection", AutoModelForQuestionAnswering)]:
-        model = model_class.from_config(config)
-        # Larger weights than BERT's initialisation, so that scores differ clearly between candidates and spans.
-        with torch.no_grad():
-            for parameter in model.parameters():
-                parameter.normal_(0.0, 0.2)
-        model.save_pretrained(root / name)
-        tokenizer.save_pretrained(root / name)
+    save_random_models(tiny_base, [(root / "paragraph-selection", AutoModelForMultipleChoice),
+                                   (root / "span-selection", AutoModelForQuestionAnswering)])
     return root
 
 

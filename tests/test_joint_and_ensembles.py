@@ -5,15 +5,16 @@ not call decoding.py."""
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForMultipleChoice, AutoModelForQuestionAnswering, AutoTokenizer
+from transformers import AutoModelForMultipleChoice, AutoModelForQuestionAnswering, AutoTokenizer
 
 import inference
 from adl_data import load_context, load_questions, run_main, to_multiple_choice_examples, write_predictions_csv
-from conftest import SAMPLES, read_json, write_json
+from conftest import SAMPLES, read_json, save_random_models, write_json
 from make_tiny_model import make_tiny_model
 from planted import save_choice_model, save_span_model
 from utils_qa import (
@@ -31,20 +32,11 @@ WINDOWS = ["--max_seq_length", "96", "--doc_stride", "32", "--max_question_lengt
 def random_checkpoints(tiny_base, tmp_path_factory):
     """Both stages with random weights (scale 0.2, so that scores differ clearly), and a copy of each."""
     root = tmp_path_factory.mktemp("random-checkpoints")
-    config = AutoConfig.from_pretrained(tiny_base)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
     torch.manual_seed(3)
-    paths = {}
-    for name, model_class in [("mc", AutoModelForMultipleChoice), ("qa", AutoModelForQuestionAnswering)]:
-        model = model_class.from_config(config)
-        with torch.no_grad():
-            for parameter in model.parameters():
-                parameter.normal_(0.0, 0.2)
-        for copy in (name, f"{name}-copy"):
-            model.save_pretrained(root / copy)
-            tokenizer.save_pretrained(root / copy)
-            paths[copy] = root / copy
-    return paths
+    save_random_models(tiny_base, [(root / "mc", AutoModelForMultipleChoice), (root / "qa", AutoModelForQuestionAnswering)])
+    for name in ("mc", "qa"):
+        shutil.copytree(root / name, root / f"{name}-copy")
+    return {name: root / name for name in ("mc", "mc-copy", "qa", "qa-copy")}
 
 
 @pytest.fixture(scope="module")
