@@ -18,7 +18,10 @@ code can move between the two. `examples` there is a batch (dict of lists) or a 
 """
 
 import collections
+import functools
+import hashlib
 import inspect
+import itertools
 import json
 import logging
 import os
@@ -27,6 +30,7 @@ import weakref
 from dataclasses import dataclass
 
 import numpy as np
+import tokenizers
 import torch
 
 from adl_data import CANDIDATE_SEPARATOR, InputError
@@ -83,36 +87,97 @@ class TokenizedText:
 CHARACTERS_PER_TOKENIZER_CALL = 100_000
 
 
-_plain_backends = weakref.WeakKeyDictionary()
+_fingerprints = weakref.WeakKeyDictionary()  # tokenizer -> tokenizer_fingerprint
+_backends = collections.OrderedDict()  # fingerprint -> _Backend, the most recently used last
+BACKENDS_KEPT = 4
 
 
-def _plain_backend(tokenizer):
-    """A copy of the fast tokenizer's own (Rust) tokenizer without truncation or padding: calling it directly skips
-    the Python dictionaries the transformers wrapper builds around every encoding (half the time of tokenizing)."""
-    if tokenizer not in _plain_backends:
-        backend = type(tokenizer.backend_tokenizer).from_str(tokenizer.backend_tokenizer.to_str())
-        backend.no_truncation()
-        backend.no_padding()
-        _plain_backends[tokenizer] = backend
-    return _plain_backends[tokenizer]
+def tokenizer_fingerprint(tokenizer):
+    """A digest of everything the tokenizer does (its tokenizer.json): two tokenizers with the same fingerprint give
+    the same tokens, so that the paragraph selection and span selection models of one family share them. Kept per
+    tokenizer object: a tokenizer is not changed (tokens added) after its first use."""
+    if tokenizer not in _fingerprints:
+        _fingerprints[tokenizer] = hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
+    return _fingerprints[tokenizer]
+
+
+class _Backend:
+    """A copy of a fast tokenizer's own (Rust) tokenizer without truncation or padding (calling it directly skips the
+    Python dictionaries the transformers wrapper builds around every encoding), and, when the tokenizer reads every
+    ideograph as a word of its own, the token of each ideograph."""
+
+    def __init__(self, tokenizer):
+        self.rust = type(tokenizer.backend_tokenizer).from_str(tokenizer.backend_tokenizer.to_str())
+        self.rust.no_truncation()
+        self.rust.no_padding()
+        # Token id of each code point from IDEOGRAPHS_START: UNASKED until a text holds it, NOT_ALONE when it is
+        # not one token covering the character; None when the tokenizer does not split at every ideograph.
+        self.ideograph_ids = None
+        if splits_at_every_ideograph(self.rust):
+            self.ideograph_ids = np.full(IDEOGRAPHS_END - IDEOGRAPHS_START, UNASKED, dtype=np.int64)
+
+
+def _backend(tokenizer):
+    fingerprint = tokenizer_fingerprint(tokenizer)
+    if fingerprint not in _backends:
+        _backends[fingerprint] = _Backend(tokenizer)
+        while len(_backends) > BACKENDS_KEPT:
+            _backends.popitem(last=False)
+    _backends.move_to_end(fingerprint)
+    return _backends[fingerprint]
+
+
+# CJK Unified Ideographs (U+4E00-U+9FFF) and Extension A (U+3400-U+4DBF), without the Yijing hexagram symbols
+# (U+4DC0-U+4DFF) between them. A BertNormalizer with handle_chinese_chars puts spaces around each of these, and none
+# of them changes under cleaning, NFD, accent stripping or lowercasing: each is a word of its own, tokenized the
+# same whatever its neighbours are. Nine in ten characters of Chinese paragraphs are such ideographs.
+IDEOGRAPHS_START, IDEOGRAPHS_END = 0x3400, 0xA000
+HEXAGRAMS_START, HEXAGRAMS_END = 0x4DC0, 0x4E00
+UNASKED, NOT_ALONE = -2, -1
+
+
+def splits_at_every_ideograph(backend):
+    """Whether a tokenizer (its `tokenizers.Tokenizer`) reads each ideograph as a word of its own, so that a text
+    can be tokenized as its ideographs (each looked up once) and the runs of other characters between them (each
+    tokenized on its own): BERT's normalizer with handle_chinese_chars, BERT's pre-tokenizer and WordPiece, and no
+    added token that could match across an ideograph or the spaces put around it (one holding an ideograph or a
+    space, or with single_word / lstrip / rstrip, which look at the neighbouring characters)."""
+    normalizer = json.loads(backend.normalizer.__getstate__()) if backend.normalizer is not None else {}
+    pre_tokenizer = json.loads(backend.pre_tokenizer.__getstate__()) if backend.pre_tokenizer is not None else {}
+    if normalizer.get("type") != "BertNormalizer" or not normalizer.get("handle_chinese_chars"):
+        return False
+    if pre_tokenizer.get("type") != "BertPreTokenizer" or not isinstance(backend.model, tokenizers.models.WordPiece):
+        return False
+    for token in backend.get_added_tokens_decoder().values():
+        if token.single_word or token.lstrip or token.rstrip or any(c.isspace() for c in token.content):
+            return False
+        if any(IDEOGRAPHS_START <= ord(c) < IDEOGRAPHS_END for c in token.content):
+            return False
+    return True
+
+
+def _encodings_to_tokens(encodings):
+    return [
+        TokenizedText(np.array(encoding.ids, dtype=np.int64), np.array(encoding.offsets, dtype=np.int64).reshape(-1, 2))
+        for encoding in encodings
+    ]
 
 
 def tokenize_texts(texts, tokenizer):
     """Tokenizes each text once, without special tokens, with offsets, into compact arrays (a paragraph of a million
     characters takes about 16 bytes a token instead of the tokenizer's Python lists). Exactly what the tokenizer
-    itself gives (`tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)`)."""
+    itself gives (`tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)`): for BERT-family
+    tokenizers, by _tokenize_at_ideographs (several times faster on Chinese; tests and benchmarks/oracle_offsets.py
+    compare it with the tokenizer's own on every paragraph of the data and on hostile text)."""
     results, batch, batch_characters = [], [], 0
-    backend = _plain_backend(tokenizer)
+    backend = _backend(tokenizer)
 
     def flush():
         if batch:
-            for encoding in backend.encode_batch(batch, add_special_tokens=False):
-                results.append(
-                    TokenizedText(
-                        np.array(encoding.ids, dtype=np.int64),
-                        np.array(encoding.offsets, dtype=np.int64).reshape(-1, 2),
-                    )
-                )
+            if backend.ideograph_ids is None:
+                results.extend(_encodings_to_tokens(backend.rust.encode_batch(batch, add_special_tokens=False)))
+            else:
+                results.extend(_tokenize_at_ideographs(batch, backend))
             batch.clear()
 
     for text in texts:
@@ -123,6 +188,69 @@ def tokenize_texts(texts, tokenizer):
         batch_characters += len(text)
     flush()
     return results
+
+
+def _tokenize_at_ideographs(texts, backend):
+    """tokenize_texts for a tokenizer that splits at every ideograph (splits_at_every_ideograph): each ideograph is
+    the token the tokenizer gives it alone (asked once per tokenizer), and each run of other characters between
+    them (punctuation, digits, Latin words, spaces) is tokenized by the tokenizer on its own, once per distinct run,
+    its offsets moved to where the run starts. The pieces are put back in text order."""
+    joined = "".join(texts)
+    codes = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.int64)
+    text_starts = np.cumsum([0] + [len(text) for text in texts])
+
+    is_ideograph = (codes >= IDEOGRAPHS_START) & (codes < IDEOGRAPHS_END)
+    is_ideograph &= (codes < HEXAGRAMS_START) | (codes >= HEXAGRAMS_END)
+    table_index = codes[is_ideograph] - IDEOGRAPHS_START
+    unasked = np.unique(table_index[backend.ideograph_ids[table_index] == UNASKED])
+    if len(unasked):
+        encodings = backend.rust.encode_batch([chr(IDEOGRAPHS_START + i) for i in unasked], add_special_tokens=False)
+        for i, encoding in zip(unasked, encodings):
+            one_token = len(encoding.ids) == 1 and encoding.offsets[0] == (0, 1)
+            backend.ideograph_ids[i] = encoding.ids[0] if one_token else NOT_ALONE
+    token_of_character = np.full(len(codes), NOT_ALONE, dtype=np.int64)
+    token_of_character[is_ideograph] = backend.ideograph_ids[table_index]
+    alone = token_of_character >= 0
+
+    # Runs of the other characters, never across two texts.
+    other = ~alone
+    text_start = np.zeros(len(codes) + 1, dtype=bool)
+    text_start[text_starts] = True
+    after_alone = np.concatenate([[True], alone[:-1]])
+    before_alone = np.concatenate([alone[1:], [True]])
+    run_starts = np.flatnonzero(other & (text_start[:-1] | after_alone))
+    run_ends = np.flatnonzero(other & (text_start[1:] | before_alone)) + 1
+    # Each distinct run (its kind) is tokenized once; each run's tokens are then its kind's, moved to where it starts.
+    distinct = {}
+    run_kinds = np.array(
+        [distinct.setdefault(joined[s:e], len(distinct)) for s, e in zip(run_starts.tolist(), run_ends.tolist())],
+        dtype=np.int64,
+    )
+    kinds = backend.rust.encode_batch(list(distinct), add_special_tokens=False)
+    kind_counts = np.array([len(encoding.ids) for encoding in kinds], dtype=np.int64)
+    kind_first = np.cumsum(kind_counts) - kind_counts
+    kind_ids = np.fromiter(itertools.chain.from_iterable(encoding.ids for encoding in kinds), dtype=np.int64)
+    offset_pairs = [offset for encoding in kinds for offset in encoding.offsets]
+    kind_offsets = np.array(offset_pairs, dtype=np.int64).reshape(-1, 2)
+    run_counts = kind_counts[run_kinds]
+    run_of_token = np.repeat(np.arange(len(run_starts)), run_counts)
+    within_run = np.arange(len(run_of_token)) - np.repeat(np.cumsum(run_counts) - run_counts, run_counts)
+    flat = kind_first[run_kinds][run_of_token] + within_run
+
+    # Ideograph tokens and run tokens merged in order of the character where each starts.
+    positions = np.flatnonzero(alone)
+    keys = np.concatenate([positions, run_starts[run_of_token]])
+    order = np.argsort(keys, kind="stable")  # a run's tokens share its start and keep their order
+    keys = keys[order]
+    ids = np.concatenate([token_of_character[positions], kind_ids[flat]])[order]
+    offsets = np.concatenate(
+        [np.stack([positions, positions + 1], axis=1), kind_offsets[flat] + run_starts[run_of_token][:, None]]
+    )[order]
+    cuts = np.searchsorted(keys, text_starts)
+    return [
+        TokenizedText(ids[cuts[t] : cuts[t + 1]], offsets[cuts[t] : cuts[t + 1]] - text_starts[t])
+        for t in range(len(texts))
+    ]
 
 
 def candidate_separator_ids(tokenizer):
@@ -198,14 +326,23 @@ class PairTemplate:
         """How many paragraph tokens fit in a sequence of `max_seq_length` tokens after this question."""
         return max_seq_length - len(question_ids) - self.num_special_tokens
 
+    @functools.cached_property
+    def _arrays(self):
+        """prefix, middle, suffix and types as arrays, made once: assemble runs for every pair and window."""
+        types = None if self.types is None else np.asarray(self.types, dtype=np.int64)
+        return (*(np.asarray(part, dtype=np.int64) for part in (self.prefix, self.middle, self.suffix)), types)
+
     def assemble(self, question_ids, paragraph_ids):
         """input_ids and token_type_ids (None without token types) of the pair, and where the paragraph starts."""
-        pieces = (self.prefix, question_ids, self.middle, paragraph_ids, self.suffix)
-        input_ids = np.concatenate([np.asarray(piece, dtype=np.int64) for piece in pieces])
+        prefix, middle, suffix, types = self._arrays
+        question_ids = np.asarray(question_ids, dtype=np.int64)
+        paragraph_ids = np.asarray(paragraph_ids, dtype=np.int64)
+        input_ids = np.concatenate([prefix, question_ids, middle, paragraph_ids, suffix])
         token_type_ids = None
-        if self.types is not None:
-            token_type_ids = np.repeat(np.asarray(self.types, dtype=np.int64), [len(piece) for piece in pieces])
-        return input_ids, token_type_ids, len(self.prefix) + len(question_ids) + len(self.middle)
+        if types is not None:
+            lengths = [len(prefix), len(question_ids), len(middle), len(paragraph_ids), len(suffix)]
+            token_type_ids = np.repeat(types, lengths)
+        return input_ids, token_type_ids, len(prefix) + len(question_ids) + len(middle)
 
 
 def window_spans(num_tokens, room, doc_stride):
