@@ -18,8 +18,8 @@ answer is mapped back to its paragraph and offsets in it, so the CSV, the metric
 
 Every distinct paragraph is tokenized once per tokenizer and each (question, paragraph) sequence is assembled from the
 pieces. Sequences go through the model a chunk at a time (SEQUENCES_PER_CHUNK), so memory stays bounded however many
-questions and windows there are; within a chunk they are sorted by length and each batch is padded to its own
-longest. A multiple-choice model scores each pair on its own (the softmax over candidates does not change which one is
+questions and windows there are (the first chunks are smaller, so that the model starts at once); within a chunk they
+are sorted by length and each batch is padded to its own longest. A multiple-choice model scores each pair on its own (the softmax over candidates does not change which one is
 highest), so stage 1 needs no candidate padding either. On a GPU, a background thread prepares the next batches and
 another post-processes the finished ones while the device computes.
 
@@ -28,7 +28,6 @@ no partial output (adl_data.write_atomically has the rules for links, devices an
 """
 
 import collections
-import hashlib
 import inspect
 import itertools
 import json
@@ -39,7 +38,6 @@ import sys
 import threading
 import time
 import warnings
-import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +97,7 @@ from utils_qa import (
     question_windows,
     token_runs,
     tokenize_texts,
+    tokenizer_fingerprint,
 )
 
 logger = logging.getLogger("inference")
@@ -111,6 +110,10 @@ DEMO_MARKER = "DEMO_MODEL.md"
 TOP_K_PARAGRAPHS = 1
 # Sequences (pairs or windows) prepared, run and post-processed together: bounds memory to a few tens of MB.
 SEQUENCES_PER_CHUNK = 1024
+# The first chunk is this many batches, and each next one twice the last, up to SEQUENCES_PER_CHUNK: the device starts
+# after a few batches are prepared instead of a thousand sequences (with --overlap the next chunk is prepared while
+# it runs).
+FIRST_CHUNK_BATCHES = 2
 
 
 def parse_arguments(argv=None):
@@ -495,12 +498,9 @@ class ParagraphTokens:
     def __init__(self, context):
         self.context = context
         self.tokens = {}  # (tokenizer fingerprint, paragraph index) -> TokenizedText
-        self.fingerprints = weakref.WeakKeyDictionary()  # tokenizer -> its fingerprint
 
     def of(self, tokenizer, paragraph_indices):
-        if tokenizer not in self.fingerprints:
-            self.fingerprints[tokenizer] = _fingerprint(tokenizer)
-        fingerprint = self.fingerprints[tokenizer]
+        fingerprint = tokenizer_fingerprint(tokenizer)
         missing = [p for p in dict.fromkeys(paragraph_indices) if (fingerprint, p) not in self.tokens]
         for p, tokens in zip(missing, tokenize_texts([self.context[p] for p in missing], tokenizer)):
             self.tokens[(fingerprint, p)] = tokens
@@ -525,10 +525,6 @@ class CandidateTokens(ParagraphTokens):
         for i, j in joined.items():
             tokens[i] = join_tokens([tokens[p] for p in j.paragraphs], separator_ids, j.starts)
         return {i: tokens[i] for i in paragraph_indices}
-
-
-def _fingerprint(tokenizer):
-    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
 
 
 @dataclass
@@ -614,21 +610,31 @@ def _in_background(iterator, depth=2):
         stop.set()
 
 
+def chunk_sizes(batch_size):
+    """The number of sequences of each chunk: FIRST_CHUNK_BATCHES batches, then twice the last, up to
+    SEQUENCES_PER_CHUNK."""
+    size = min(SEQUENCES_PER_CHUNK, FIRST_CHUNK_BATCHES * batch_size)
+    while True:
+        yield size
+        size = min(SEQUENCES_PER_CHUNK, 2 * size)
+
+
 def run_model(keyed_sequences, forward, pad_token_id, args, device, stats, consume, overlap, per_token=True):
     """Runs `forward` over `keyed_sequences` ((key, input_ids, token_type_ids, extra integers) tuples, any number) and
     calls consume(keys, outputs) once per batch, in order; outputs holds per sequence a tuple of its rows of the
     forward's outputs: a scalar score, or arrays trimmed to the sequence's length when `per_token` (logits), or the
-    whole row (a SpanDecoder's n best spans). Sequences are taken a chunk of SEQUENCES_PER_CHUNK at a time, sorted by
-    length within the chunk, and each batch is padded to its own longest.
+    whole row (a SpanDecoder's n best spans). Sequences are taken a chunk at a time (chunk_sizes), sorted by length
+    within the chunk, and each batch is padded to its own longest.
 
     With `overlap`, preparing the batches (assembling and padding) and consuming the outputs run in two threads beside
-    the forward passes, so that on a GPU the CPU work hides behind the device's."""
+    the forward passes, so that on a GPU the CPU work hides behind the device's: the preparing thread may run a whole
+    chunk ahead, so that it builds the next chunk while the device runs the last one."""
 
     def prepared_batches():
         sequences = iter(keyed_sequences)
-        while True:
+        for size in chunk_sizes(args.batch_size):
             start = time.perf_counter()
-            chunk = list(itertools.islice(sequences, SEQUENCES_PER_CHUNK))
+            chunk = list(itertools.islice(sequences, size))
             if not chunk:
                 return
             lengths = [len(input_ids) for _, input_ids, _, _ in chunk]
@@ -650,7 +656,8 @@ def run_model(keyed_sequences, forward, pad_token_id, args, device, stats, consu
         consume(keys, outputs)
         stats.add_time("post-process", time.perf_counter() - start)
 
-    batches = _in_background(prepared_batches(), depth=4) if overlap else prepared_batches()
+    ahead = -(-SEQUENCES_PER_CHUNK // args.batch_size) + 1  # batches: a whole chunk
+    batches = _in_background(prepared_batches(), depth=ahead) if overlap else prepared_batches()
     with (
         torch.inference_mode(),
         ThreadPoolExecutor(max_workers=1) as consumer,
