@@ -1,6 +1,7 @@
 """inference.py and run.sh: the submission pipeline, its exports, its batching, and its handling of bad input."""
 
 import csv
+import itertools
 import shutil
 import sys
 from types import SimpleNamespace
@@ -99,6 +100,34 @@ def run_sequences(forward, features, pad_token_id, batch_size, overlap=False):
     inference.run_model(sequences, forward, pad_token_id, SimpleNamespace(batch_size=batch_size), torch.device("cpu"),
                         stats, consume, overlap)
     return outputs, stats
+
+
+def test_the_model_starts_after_two_batches_and_chunks_double_up_to_the_limit(monkeypatch):
+    """The first chunk is FIRST_CHUNK_BATCHES batches, so that the device starts at once instead of after a thousand
+    sequences are prepared; each next chunk doubles, up to SEQUENCES_PER_CHUNK (here 40); every sequence is run once."""
+    monkeypatch.setattr(inference, "SEQUENCES_PER_CHUNK", 40)
+    assert list(itertools.islice(inference.chunk_sizes(3), 6)) == [6, 12, 24, 40, 40, 40]
+    pulled, pulled_at_each_batch = [], []
+
+    def sequences():
+        for i in range(100):
+            pulled.append(i)
+            yield i, np.arange(1, 2 + i % 5), None, ()
+
+    def forward(input_ids, attention_mask, token_type_ids):
+        pulled_at_each_batch.append(len(pulled))
+        return (input_ids.sum(dim=1).float(),)
+
+    sums = {}
+
+    def consume(keys, outputs):
+        sums.update((key, output[0]) for key, output in zip(keys, outputs))
+
+    inference.run_model(sequences(), forward, 0, SimpleNamespace(batch_size=3), torch.device("cpu"),
+                        inference.StageStats("test"), consume, overlap=False)
+    assert pulled_at_each_batch[0] == 6
+    assert sorted(set(pulled_at_each_batch)) == [6, 18, 42, 82, 100]
+    assert sums == {i: sum(range(1, 2 + i % 5)) for i in range(100)}
 
 
 def test_pair_scores_equal_the_multiple_choice_logits(checkpoints, tokenizer, sample_context, sample_valid):
