@@ -18,8 +18,8 @@ answer is mapped back to its paragraph and offsets in it, so the CSV, the metric
 
 Every distinct paragraph is tokenized once per tokenizer and each (question, paragraph) sequence is assembled from the
 pieces. Sequences go through the model a chunk at a time (SEQUENCES_PER_CHUNK), so memory stays bounded however many
-questions and windows there are (the first chunks are smaller, so that the model starts at once); within a chunk they
-are sorted by length and each batch is padded to its own longest. A multiple-choice model scores each pair on its own (the softmax over candidates does not change which one is
+questions and windows there are (with the background threads the first chunks are smaller, so that the model starts
+at once); within a chunk they are sorted by length and each batch is padded to its own longest. A multiple-choice model scores each pair on its own (the softmax over candidates does not change which one is
 highest), so stage 1 needs no candidate padding either. On a GPU, a background thread prepares the next batches and
 another post-processes the finished ones while the device computes.
 
@@ -110,9 +110,9 @@ DEMO_MARKER = "DEMO_MODEL.md"
 TOP_K_PARAGRAPHS = 1
 # Sequences (pairs or windows) prepared, run and post-processed together: bounds memory to a few tens of MB.
 SEQUENCES_PER_CHUNK = 1024
-# The first chunk is this many batches, and each next one twice the last, up to SEQUENCES_PER_CHUNK: the device starts
-# after a few batches are prepared instead of a thousand sequences (with --overlap the next chunk is prepared while
-# it runs).
+# With --overlap, the first chunk is this many batches, and each next one twice the last, up to SEQUENCES_PER_CHUNK:
+# the device starts after a few batches are prepared instead of a thousand sequences, and the next chunk is prepared
+# while it runs. Without it, small chunks would only cost padding (length sorting within fewer sequences).
 FIRST_CHUNK_BATCHES = 2
 
 
@@ -610,10 +610,10 @@ def _in_background(iterator, depth=2):
         stop.set()
 
 
-def chunk_sizes(batch_size):
-    """The number of sequences of each chunk: FIRST_CHUNK_BATCHES batches, then twice the last, up to
-    SEQUENCES_PER_CHUNK."""
-    size = min(SEQUENCES_PER_CHUNK, FIRST_CHUNK_BATCHES * batch_size)
+def chunk_sizes(batch_size, overlap):
+    """The number of sequences of each chunk: SEQUENCES_PER_CHUNK, or with `overlap` FIRST_CHUNK_BATCHES batches,
+    then twice the last, up to SEQUENCES_PER_CHUNK."""
+    size = min(SEQUENCES_PER_CHUNK, FIRST_CHUNK_BATCHES * batch_size) if overlap else SEQUENCES_PER_CHUNK
     while True:
         yield size
         size = min(SEQUENCES_PER_CHUNK, 2 * size)
@@ -632,7 +632,7 @@ def run_model(keyed_sequences, forward, pad_token_id, args, device, stats, consu
 
     def prepared_batches():
         sequences = iter(keyed_sequences)
-        for size in chunk_sizes(args.batch_size):
+        for size in chunk_sizes(args.batch_size, overlap):
             start = time.perf_counter()
             chunk = list(itertools.islice(sequences, size))
             if not chunk:

@@ -4,6 +4,7 @@ import csv
 import itertools
 import shutil
 import sys
+import threading
 from types import SimpleNamespace
 
 import numpy as np
@@ -102,32 +103,43 @@ def run_sequences(forward, features, pad_token_id, batch_size, overlap=False):
     return outputs, stats
 
 
-def test_the_model_starts_after_two_batches_and_chunks_double_up_to_the_limit(monkeypatch):
-    """The first chunk is FIRST_CHUNK_BATCHES batches, so that the device starts at once instead of after a thousand
-    sequences are prepared; each next chunk doubles, up to SEQUENCES_PER_CHUNK (here 40); every sequence is run once."""
-    monkeypatch.setattr(inference, "SEQUENCES_PER_CHUNK", 40)
-    assert list(itertools.islice(inference.chunk_sizes(3), 6)) == [6, 12, 24, 40, 40, 40]
-    pulled, pulled_at_each_batch = [], []
+def run_counted(count, batch_size, overlap, wait_after=None):
+    """inference.run_model over `count` sequences (sequence i holds 1 + i % 5 tokens: 1, 2, ...) with a forward that
+    sums each row; returns (sequences pulled from the generator when each batch ran, {key: sum}). With `wait_after`,
+    the generator stops after that many sequences until the first batch has run (at most 20 s)."""
+    pulled, pulled_at_each_batch, sums, first_batch_ran = [], [], {}, threading.Event()
 
     def sequences():
-        for i in range(100):
+        for i in range(count):
+            if len(pulled) == wait_after:
+                first_batch_ran.wait(timeout=20)
             pulled.append(i)
             yield i, np.arange(1, 2 + i % 5), None, ()
 
     def forward(input_ids, attention_mask, token_type_ids):
         pulled_at_each_batch.append(len(pulled))
+        first_batch_ran.set()
         return (input_ids.sum(dim=1).float(),)
-
-    sums = {}
 
     def consume(keys, outputs):
         sums.update((key, output[0]) for key, output in zip(keys, outputs))
 
-    inference.run_model(sequences(), forward, 0, SimpleNamespace(batch_size=3), torch.device("cpu"),
-                        inference.StageStats("test"), consume, overlap=False)
-    assert pulled_at_each_batch[0] == 6
-    assert sorted(set(pulled_at_each_batch)) == [6, 18, 42, 82, 100]
-    assert sums == {i: sum(range(1, 2 + i % 5)) for i in range(100)}
+    inference.run_model(sequences(), forward, 0, SimpleNamespace(batch_size=batch_size), torch.device("cpu"),
+                        inference.StageStats("test"), consume, overlap)
+    assert sums == {i: sum(range(1, 2 + i % 5)) for i in range(count)}
+    return pulled_at_each_batch
+
+
+def test_with_overlap_the_model_starts_after_two_batches_and_chunks_double(monkeypatch):
+    """With the background threads the first chunk is FIRST_CHUNK_BATCHES batches, so that the device starts at once
+    instead of after a thousand sequences are prepared, and each next chunk doubles up to SEQUENCES_PER_CHUNK (here
+    40); without them every chunk is SEQUENCES_PER_CHUNK (least padding). Every sequence runs once."""
+    monkeypatch.setattr(inference, "SEQUENCES_PER_CHUNK", 40)
+    assert list(itertools.islice(inference.chunk_sizes(3, overlap=True), 6)) == [6, 12, 24, 40, 40, 40]
+    assert list(itertools.islice(inference.chunk_sizes(3, overlap=False), 2)) == [40, 40]
+    # The generator holds back the 7th sequence until a batch has run: only a first chunk of 6 lets one run.
+    assert run_counted(100, 3, overlap=True, wait_after=6)[0] == 6
+    assert sorted(set(run_counted(100, 3, overlap=False))) == [40, 80, 100]
 
 
 def test_pair_scores_equal_the_multiple_choice_logits(checkpoints, tokenizer, sample_context, sample_valid):
