@@ -90,6 +90,8 @@ CHARACTERS_PER_TOKENIZER_CALL = 100_000
 _fingerprints = weakref.WeakKeyDictionary()  # tokenizer -> tokenizer_fingerprint
 _backends = collections.OrderedDict()  # fingerprint -> _Backend, the most recently used last
 BACKENDS_KEPT = 4
+# Tokenized runs of other characters kept per backend (a few tens of MB at most).
+RUNS_KEPT = 200_000
 
 
 def tokenizer_fingerprint(tokenizer):
@@ -115,6 +117,22 @@ class _Backend:
         self.ideograph_ids = None
         if splits_at_every_ideograph(self.rust):
             self.ideograph_ids = np.full(IDEOGRAPHS_END - IDEOGRAPHS_START, UNASKED, dtype=np.int64)
+        self.runs = {}  # text of a run of other characters -> its (ids, offsets), for _tokenize_at_ideographs
+
+    def tokens_of_runs(self, runs):
+        """The (ids, offsets) of each of the distinct `runs` (texts between ideographs), each tokenized once per
+        backend: a comma or a year recurs in every paragraph. At most RUNS_KEPT are kept."""
+        new = [run for run in runs if run not in self.runs]
+        encoded = {
+            run: (encoding.ids, encoding.offsets)
+            for run, encoding in zip(new, self.rust.encode_batch(new, add_special_tokens=False))
+        }
+        tokens = [encoded[run] if run in encoded else self.runs[run] for run in runs]
+        if len(self.runs) + len(encoded) > RUNS_KEPT:
+            self.runs.clear()
+        if len(encoded) <= RUNS_KEPT:
+            self.runs.update(encoded)
+        return tokens
 
 
 def _backend(tokenizer):
@@ -221,16 +239,22 @@ def _tokenize_at_ideographs(texts, backend):
     run_starts = np.flatnonzero(other & (text_start[:-1] | after_alone))
     run_ends = np.flatnonzero(other & (text_start[1:] | before_alone)) + 1
     # Each distinct run (its kind) is tokenized once; each run's tokens are then its kind's, moved to where it starts.
-    distinct = {}
-    run_kinds = np.array(
-        [distinct.setdefault(joined[s:e], len(distinct)) for s, e in zip(run_starts.tolist(), run_ends.tolist())],
-        dtype=np.int64,
-    )
-    kinds = backend.rust.encode_batch(list(distinct), add_special_tokens=False)
-    kind_counts = np.array([len(encoding.ids) for encoding in kinds], dtype=np.int64)
+    # Runs of one character (most: a comma, a full stop) are told apart by their code point, longer ones by their text.
+    single = run_ends - run_starts == 1
+    single_codes, single_kinds = np.unique(codes[run_starts[single]], return_inverse=True)
+    longer = {}
+    longer_kinds = [
+        longer.setdefault(joined[s:e], len(longer))
+        for s, e in zip(run_starts[~single].tolist(), run_ends[~single].tolist())
+    ]
+    run_kinds = np.empty(len(run_starts), dtype=np.int64)
+    run_kinds[single] = single_kinds.reshape(-1)
+    run_kinds[~single] = len(single_codes) + np.array(longer_kinds, dtype=np.int64)
+    kinds = backend.tokens_of_runs([chr(code) for code in single_codes.tolist()] + list(longer))
+    kind_counts = np.array([len(ids) for ids, _ in kinds], dtype=np.int64)
     kind_first = np.cumsum(kind_counts) - kind_counts
-    kind_ids = np.fromiter(itertools.chain.from_iterable(encoding.ids for encoding in kinds), dtype=np.int64)
-    offset_pairs = [offset for encoding in kinds for offset in encoding.offsets]
+    kind_ids = np.fromiter(itertools.chain.from_iterable(ids for ids, _ in kinds), dtype=np.int64)
+    offset_pairs = [offset for _, offsets in kinds for offset in offsets]
     kind_offsets = np.array(offset_pairs, dtype=np.int64).reshape(-1, 2)
     run_counts = kind_counts[run_kinds]
     run_of_token = np.repeat(np.arange(len(run_starts)), run_counts)

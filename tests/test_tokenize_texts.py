@@ -92,6 +92,21 @@ def test_random_hostile_texts_give_the_tokenizers_own_tokens(tokenizer, sparse_t
             assert_same_tokens(each, texts[batch_start : batch_start + 7])
 
 
+def test_the_kept_runs_are_dropped_when_full_and_asked_again(tiny_base, monkeypatch):
+    """Runs of other characters are tokenized once and kept (at most RUNS_KEPT): a full store starts again."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
+    tokenizer.add_tokens(["kept"])  # a tokenizer of its own, so that no earlier test filled its store
+    monkeypatch.setattr(utils_qa, "RUNS_KEPT", 5)
+    texts = random_texts(21, 200)
+    assert_same_tokens(tokenizer, texts)  # more distinct runs than can be kept: none is
+    runs = utils_qa._backend(tokenizer).runs
+    sizes = [len(runs)]
+    for text in texts[:60]:  # a few runs each: kept, found again, or the store starts again
+        assert_same_tokens(tokenizer, [text])
+        sizes.append(len(runs))
+    assert max(sizes) <= 5 and len(set(sizes)) > 2
+
+
 def test_texts_split_across_tokenizer_calls_keep_their_order(tokenizer, sample_context, monkeypatch):
     monkeypatch.setattr(utils_qa, "CHARACTERS_PER_TOKENIZER_CALL", 50)
     assert_same_tokens(tokenizer, sample_context[:8] + ["", "中", "a"] + random_texts(7, 30))
