@@ -99,7 +99,10 @@ def tokenizer_fingerprint(tokenizer):
     the same tokens, so that the paragraph selection and span selection models of one family share them. Kept per
     tokenizer object: a tokenizer is not changed (tokens added) after its first use."""
     if tokenizer not in _fingerprints:
-        _fingerprints[tokenizer] = hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
+        backend = tokenizer.backend_tokenizer
+        # Whether special tokens' text is read as text (split_special_tokens) is not part of tokenizer.json.
+        described = f"{backend.to_str()}\nencode_special_tokens={backend.encode_special_tokens}"
+        _fingerprints[tokenizer] = hashlib.sha256(described.encode()).hexdigest()
     return _fingerprints[tokenizer]
 
 
@@ -112,6 +115,7 @@ class _Backend:
         self.rust = type(tokenizer.backend_tokenizer).from_str(tokenizer.backend_tokenizer.to_str())
         self.rust.no_truncation()
         self.rust.no_padding()
+        self.rust.encode_special_tokens = tokenizer.backend_tokenizer.encode_special_tokens
         # Token id of each code point from IDEOGRAPHS_START: UNASKED until a text holds it, NOT_ALONE when it is
         # not one token covering the character; None when the tokenizer does not split at every ideograph.
         self.ideograph_ids = None
@@ -167,10 +171,16 @@ def splits_at_every_ideograph(backend):
     if pre_tokenizer.get("type") != "BertPreTokenizer" or not isinstance(backend.model, tokenizers.models.WordPiece):
         return False
     for token in backend.get_added_tokens_decoder().values():
-        if token.single_word or token.lstrip or token.rstrip or any(c.isspace() for c in token.content):
+        if token.single_word or token.lstrip or token.rstrip:
             return False
-        if any(IDEOGRAPHS_START <= ord(c) < IDEOGRAPHS_END for c in token.content):
-            return False
+        # A normalized token is matched in the normalized text, where e.g. a compatibility ideograph has become an
+        # ideograph between spaces.
+        forms = [token.content]
+        if token.normalized:
+            forms.append(backend.normalizer.normalize_str(token.content))
+        for form in forms:
+            if any(c.isspace() or IDEOGRAPHS_START <= ord(c) < IDEOGRAPHS_END for c in form):
+                return False
     return True
 
 

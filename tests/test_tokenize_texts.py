@@ -129,6 +129,7 @@ def copy_of(tokenizer):
     [
         "chinese characters not split",
         "added token with an ideograph",
+        "added token with a compatibility ideograph",
         "added token with a space",
         "added token single word",
         "added token lstrip",
@@ -149,14 +150,28 @@ def test_tokenizers_the_split_would_get_wrong_take_their_own_path(tiny_base, cha
         backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     elif change == "added token with an ideograph":
         tokenizer.add_tokens(["中文"])
+    elif change == "added token with a compatibility ideograph":
+        tokenizer.add_tokens(["a\uf902"])  # normalized (NFD) to a + U+8ECA between spaces: matches "a車"
     elif change == "added token with a space":
         tokenizer.add_tokens(["a b"])
     else:
         option = change.split()[-1] if change.endswith("strip") else "single_word"
         tokenizer.add_tokens([AddedToken("ab", **{option: True})])
     assert utils_qa._backend(tokenizer).ideograph_ids is None
-    texts = ["我是中文a b測試ab", "中文", " ab 中ab中 abc", "a b中"] + random_texts(11, 100)
+    texts = ["我是中文a b測試ab", "中文", " ab 中ab中 abc", "a b中", "a車", "中a車文"] + random_texts(11, 100)
     assert_same_tokens(tokenizer, texts)
+
+
+def test_special_tokens_read_as_text_when_the_tokenizer_says_so(tiny_base):
+    """With split_special_tokens, "[SEP]" in a paragraph is five characters, not the separator; such a tokenizer
+    gives another fingerprint, so it does not share the tokens of the same files read the usual way."""
+    splitting = AutoTokenizer.from_pretrained(tiny_base, split_special_tokens=True)
+    texts = ["[SEP]", "中[MASK]文", "a [CLS] b"] + random_texts(5, 100)
+    assert_same_tokens(splitting, texts)
+    assert len(utils_qa.tokenize_texts(["[SEP]"], splitting)[0].ids) > 1
+    usual = AutoTokenizer.from_pretrained(tiny_base)
+    assert utils_qa.tokenizer_fingerprint(splitting) != utils_qa.tokenizer_fingerprint(usual)
+    assert_same_tokens(usual, texts)
 
 
 def test_tokenizers_with_the_same_files_share_one_backend(tokenizer):
