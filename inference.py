@@ -18,10 +18,11 @@ answer is mapped back to its paragraph and offsets in it, so the CSV, the metric
 
 Every distinct paragraph is tokenized once per tokenizer and each (question, paragraph) sequence is assembled from the
 pieces. Sequences go through the model a chunk at a time (SEQUENCES_PER_CHUNK), so memory stays bounded however many
-questions and windows there are (with the background threads the first chunks are smaller, so that the model starts
-at once); within a chunk they are sorted by length and each batch is padded to its own longest. A multiple-choice model scores each pair on its own (the softmax over candidates does not change which one is
-highest), so stage 1 needs no candidate padding either. On a GPU, a background thread prepares the next batches and
-another post-processes the finished ones while the device computes.
+questions and windows there are (with the background threads the first chunks are smaller, so that the model starts at
+once); within a chunk they are sorted by length and each batch is padded to its own longest. A multiple-choice model
+scores each pair on its own (the softmax over candidates does not change which one is highest), so stage 1 needs no
+candidate padding either. On a GPU, a background thread prepares the next batches and another post-processes the
+finished ones while the device computes.
 
 Output files are checked before any model runs and written at the end through a temporary file: a failed run leaves
 no partial output (adl_data.write_atomically has the rules for links, devices and pipes).
@@ -575,7 +576,7 @@ def padded_batches(sequences, pad_token_id, batch_size):
         yield positions, [torch.from_numpy(np.ascontiguousarray(array)) for array in tensors]
 
 
-def _in_background(iterator, depth=2):
+def _in_background(iterator, depth):
     """Runs `iterator` in a thread, up to `depth` items ahead of the consumer; its exceptions are raised here."""
     items = queue.Queue(maxsize=depth)
     done = object()

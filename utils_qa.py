@@ -2,7 +2,8 @@
 
 Every transformation between text and model tensors lives here exactly once:
 
-- questions: `truncate_questions` caps a question's length in tokens, for both stages;
+- questions: `question_token_ids` caps a question's length in tokens, for both stages (`truncate_questions` gives
+  the cut text itself, which the tests and benchmarks/oracle_offsets.py feed to the tokenizer to compare);
 - paragraph selection: `prepare_multiple_choice_features` pairs a question with each candidate paragraph, and
   `DataCollatorForMultipleChoice` pads them into (batch, choices, length) tensors;
 - span selection: `prepare_train_features` / `prepare_validation_features` cut a paragraph into overlapping windows

@@ -103,20 +103,26 @@ def run_sequences(forward, features, pad_token_id, batch_size, overlap=False):
     return outputs, stats
 
 
-def run_counted(count, batch_size, overlap, wait_after=None):
+def run_counted(count, batch_size, overlap, wait_after=None, first_batch_waits_for=None):
     """inference.run_model over `count` sequences (sequence i holds 1 + i % 5 tokens: 1, 2, ...) with a forward that
-    sums each row; returns (sequences pulled from the generator when each batch ran, {key: sum}). With `wait_after`,
-    the generator stops after that many sequences until the first batch has run (at most 20 s)."""
+    sums each row; checks the sums and returns the number of sequences pulled from the generator when each batch ran.
+    With `wait_after`, the generator stops after that many sequences until the first batch has run; with
+    `first_batch_waits_for`, the first batch waits until that many sequences were pulled (each at most 20 s)."""
     pulled, pulled_at_each_batch, sums, first_batch_ran = [], [], {}, threading.Event()
+    enough_pulled = threading.Event()
 
     def sequences():
         for i in range(count):
             if len(pulled) == wait_after:
                 first_batch_ran.wait(timeout=20)
             pulled.append(i)
+            if len(pulled) == first_batch_waits_for:
+                enough_pulled.set()
             yield i, np.arange(1, 2 + i % 5), None, ()
 
     def forward(input_ids, attention_mask, token_type_ids):
+        if first_batch_waits_for and not first_batch_ran.is_set():
+            enough_pulled.wait(timeout=20)
         pulled_at_each_batch.append(len(pulled))
         first_batch_ran.set()
         return (input_ids.sum(dim=1).float(),)
@@ -139,6 +145,9 @@ def test_with_overlap_the_model_starts_after_two_batches_and_chunks_double(monke
     assert list(itertools.islice(inference.chunk_sizes(3, overlap=False), 2)) == [40, 40]
     # The generator holds back the 7th sequence until a batch has run: only a first chunk of 6 lets one run.
     assert run_counted(100, 3, overlap=True, wait_after=6)[0] == 6
+    # The preparing thread runs a whole chunk ahead: while the first batch is still running, it prepares the second
+    # and third chunks (6 + 12 + 24 sequences) and pulls the fourth.
+    assert run_counted(100, 3, overlap=True, first_batch_waits_for=42)[0] >= 42
     assert sorted(set(run_counted(100, 3, overlap=False))) == [40, 80, 100]
 
 
