@@ -1,4 +1,5 @@
-"""Reading and validating the ADL HW1 data files, and writing the submission CSV.
+"""Reading and validating the data files (ADL HW1 questions and paragraphs, intent and slot utterances), and the
+examples the training scripts make of them (multiple-choice columns, SQuAD-style columns, joined candidates).
 
 Every script reads its inputs through this module, so a malformed file gets the same one-line message (file, record,
 field) whichever script meets it first. The formats (see README.md):
@@ -15,98 +16,56 @@ and for the intent classification / slot tagging task (run_intent.py, run_slot.p
   test files without "tags".
 """
 
-import argparse
 import json
 import logging
 import os
 import random
 import re
-import signal
 import stat
-import sys
-import tempfile
 from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
 
+from cli import InputError, short_number
+
 logger = logging.getLogger(__name__)
 
+# The largest data file read (the real context.json is about 10 MB): a device such as /dev/zero, or a mistaken path to
+# a huge file, is refused instead of exhausting memory.
+MAX_INPUT_BYTES = 2**30
 
-class InputError(Exception):
-    """A problem with something the user gave us (a data file, a model directory, an output path, a flag).
 
-    The message is one line that names the file, the record and the field; entry points print it without a traceback.
+def read_input_bytes(path) -> bytes:
+    """The bytes of an input file: a regular file, or a named pipe (FIFO, e.g. bash's `<(...)`, read once), of at most
+    MAX_INPUT_BYTES; every other case (missing, a folder, a device such as /dev/zero) is an InputError.
+
+    Args:
+        path: the file the user named.
+
+    Returns:
+        Its contents.
     """
-
-
-class OneLineErrors:
-    """Mixed into an argparse parser: a bad command line gets one line (not the usage block), exit status 2."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
-class ArgumentParser(OneLineErrors, argparse.ArgumentParser):
-    """The command-line parser of the scripts that do not take the Trainer's flags."""
-
-
-def positive_int(text):
-    """An argparse type: an integer of at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def non_negative_int(text):
-    """An argparse type: an integer of at least 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-class Terminated(BaseException):
-    """SIGTERM (a grading harness's timeout, `kill`), raised like Ctrl-C's KeyboardInterrupt so that the same clean-up
-    runs: temporary output files are removed."""
-
-
-def _raise_terminated(signal_number, frame):
-    raise Terminated()
-
-
-def run_main(main):
-    """Runs an entry point; an InputError ends it with one line on stderr and exit status 1, not a traceback.
-
-    Ctrl-C and SIGTERM end it with one line too, and the shell's usual status (130, 143); the temporary files of
-    outputs not yet complete are removed on the way out, so nothing partial is left."""
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        main()
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("error: interrupted (Ctrl-C); no output was written", file=sys.stderr)
-        sys.exit(130)
-    except Terminated:
-        print("error: terminated (SIGTERM); no output was written", file=sys.stderr)
-        sys.exit(143)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            raise InputError(f"{path}: is a directory, expected a JSON file")
+        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+            raise InputError(f"{path}: not a regular file (a device or a socket), expected a JSON file")
+        with open(path, "rb") as file:
+            raw = file.read(MAX_INPUT_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as error:
+        raise InputError(f"{path}: cannot read ({error.strerror})") from None
+    if len(raw) > MAX_INPUT_BYTES:
+        raise InputError(f"{path}: more than {MAX_INPUT_BYTES:,} bytes, the most an input file may have")
+    return raw
 
 
 def read_json(path):
-    """Parses a UTF-8 JSON file, turning every way it can be unreadable into an InputError."""
+    """Parses a UTF-8 JSON file (read_input_bytes), turning every way it can be unreadable into an InputError."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, expected a JSON file") from None
-    except OSError as error:
-        raise InputError(f"{path}: cannot read ({error.strerror})") from None
+    raw = read_input_bytes(path)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -135,14 +94,14 @@ def load_context(path):
             raise InputError(f"{path}: paragraph {index}: expected a string, found {_json_type(paragraph)}")
         if not paragraph.strip():
             raise InputError(f"{path}: paragraph {index}: is empty")
-        _check_characters(paragraph, f"{path}: paragraph {index}")
+        check_characters(paragraph, f"{path}: paragraph {index}")
     return paragraphs
 
 
 _UNWRITABLE = re.compile("[\ud800-\udfff\x00]")
 
 
-def _check_characters(text, where):
+def check_characters(text, where):
     """Refuses the characters no writer or reader of the outputs handles: lone UTF-16 surrogates (JSON escapes such
     as \\ud800 that are not a pair; they cannot be written as UTF-8) and NUL (U+0000)."""
     found = _UNWRITABLE.search(text)
@@ -170,7 +129,7 @@ def load_questions(path, context, need_relevant=False, need_answer=False, labels
         question = required_field(record, "question", str, where)
         if not question.strip():
             raise InputError(f"{where}: field 'question': is empty")
-        _check_characters(question, f"{where}: field 'question'")
+        check_characters(question, f"{where}: field 'question'")
 
         paragraph_ids = required_field(record, "paragraphs", list, where)
         if not paragraph_ids:
@@ -216,7 +175,7 @@ def _records_with_ids(path, records):
         where = f"{path}: record {index} (id {record_id!r})"
         if not record_id.strip():
             raise InputError(f"{where}: field 'id': is empty")
-        _check_characters(record_id, f"{where}: field 'id'")
+        check_characters(record_id, f"{where}: field 'id'")
         if record_id in first_index_of_id:
             raise InputError(f"{where}: field 'id': duplicate of record {first_index_of_id[record_id]}")
         first_index_of_id[record_id] = index
@@ -233,7 +192,7 @@ def load_intent_utterances(path, need_intent=False):
         text = required_field(record, "text", str, where)
         if not text.strip():
             raise InputError(f"{where}: field 'text': is empty")
-        _check_characters(text, f"{where}: field 'text'")
+        check_characters(text, f"{where}: field 'text'")
         clean = {"id": utterance_id, "text": text}
         if need_intent:
             intent = required_field(record, "intent", str, where)
@@ -257,7 +216,7 @@ def load_slot_utterances(path, need_tags=False):
         for position, token in enumerate(tokens):
             if not isinstance(token, str):
                 raise InputError(f"{where}: field 'tokens'[{position}]: expected a string, found {_json_type(token)}")
-            _check_characters(token, f"{where}: field 'tokens'[{position}]")
+            check_characters(token, f"{where}: field 'tokens'[{position}]")
         if not any(token.strip() for token in tokens):
             raise InputError(f"{where}: field 'tokens': is empty" + (f" ({len(tokens)} blank words)" if tokens else ""))
         clean = {"id": utterance_id, "tokens": list(tokens)}
@@ -307,7 +266,7 @@ def _checked_answer(record, paragraph, where):
     start = required_field(answer, "start", int, f"{where}: field 'answer'")
     if not text.strip():
         raise InputError(f"{where}: field 'answer.text': is empty")
-    _check_characters(text, f"{where}: field 'answer.text'")
+    check_characters(text, f"{where}: field 'answer.text'")
     located, occurrences = locate_answer(paragraph, text, start)
     if located == start:
         return {"text": text, "start": start}
@@ -316,14 +275,14 @@ def _checked_answer(record, paragraph, where):
             "%s: field 'answer.start': %r is not at %s; repaired to %d, its only occurrence in the paragraph",
             where,
             text,
-            _short_number(start),
+            short_number(start),
             located,
         )
         return {"text": text, "start": located}
     if not occurrences:
         raise InputError(f"{where}: field 'answer.text': {text!r} does not occur in paragraph {record['relevant']}")
     raise InputError(
-        f"{where}: field 'answer.start': {text!r} is not at {_short_number(start)} and occurs {len(occurrences)} times "
+        f"{where}: field 'answer.start': {text!r} is not at {short_number(start)} and occurs {len(occurrences)} times "
         f"in paragraph {record['relevant']} (at {occurrences[:5]}), so it cannot be repaired"
     )
 
@@ -366,15 +325,9 @@ def _check_paragraph_index(value, context, where):
         raise InputError(f"{where}: expected a paragraph index (integer), found {_json_type(value)}")
     if not 0 <= value < len(context):
         raise InputError(
-            f"{where}: paragraph index {_short_number(value)} is out of range (the context file has "
+            f"{where}: paragraph index {short_number(value)} is out of range (the context file has "
             f"{len(context)} paragraphs)"
         )
-
-
-def _short_number(value):
-    """A number as it fits in a one-line message: an integer of hundreds of digits is shown by its length."""
-    text = str(value)
-    return text if len(text) <= 20 else f"{text[:8]}... ({len(text.lstrip('-'))} digits)"
 
 
 _TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", dict: "an object"}
@@ -386,7 +339,7 @@ def _json_type(value):
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, (int, float)):
-        return f"a number ({_short_number(value)})"
+        return f"a number ({short_number(value)})"
     if isinstance(value, str):
         return f"a string ({value[:20]!r})"
     return {list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
@@ -481,117 +434,3 @@ def to_squad_examples(questions, context, context_mode="relevant", shuffle_seed=
             {"text": [q["answer"]["text"]], "answer_start": [start]} for q, start in zip(questions, answer_starts)
         ]
     return columns
-
-
-def prepare_output_path(path, inputs=()):
-    """Checks, before any work, that `path` can be written, and returns where the output will go.
-
-    The rules:
-    - a path that ends in "/" names a folder, and an existing folder is not a file: both refused;
-    - the output may not be one of `inputs` (the same file, also through a link): that would overwrite an input;
-    - a symbolic link is written through: the file it points to gets the output, the link stays;
-    - a pipe, a character device (/dev/stdout, /dev/null) or another file that is not a regular file is written into
-      directly, without a temporary file (it cannot be replaced);
-    - otherwise a probe file is created and removed in the folder (or, when folders are missing, in the nearest
-      existing one above it: the missing ones are created only when the output is written), so that a folder that
-      cannot be written (read-only, full, /proc) fails now rather than after the inference, and a run that fails
-      leaves nothing behind.
-    """
-    given = str(path)
-    if given.endswith(("/", os.sep)):
-        raise InputError(f"{given}: output path ends in '/', so it names a folder; give a file name")
-    try:
-        existing = os.stat(given)  # through links
-    except OSError:
-        existing = None
-    if existing is not None and stat.S_ISDIR(existing.st_mode):
-        raise InputError(f"{given}: output path is a directory")
-    destination = Path(os.path.realpath(given))
-    for input_path in inputs:
-        try:
-            same = existing is not None and os.path.samestat(existing, os.stat(input_path))
-        except OSError:
-            same = False
-        if same or os.path.realpath(input_path) == str(destination):
-            raise InputError(f"{given}: output path is the input file {input_path}; writing it would destroy it")
-    if existing is not None and not stat.S_ISREG(existing.st_mode):
-        return Path(given)  # /dev/stdout resolves to a pipe's name, which cannot be opened: keep the path given
-    folder = destination.parent
-    while not folder.exists():
-        folder = folder.parent
-    if not folder.is_dir():
-        raise InputError(f"{given}: cannot create the output folder ({folder} is a file)")
-    try:
-        handle, probe = tempfile.mkstemp(dir=folder, prefix=f".{destination.name}.", suffix=".probe")
-        os.close(handle)
-        os.unlink(probe)
-    except OSError as error:
-        raise InputError(f"{given}: cannot write to folder {folder} ({error.strerror})") from None
-    return destination
-
-
-def write_atomically(path, write, inputs=()):
-    """Calls write(file) on a temporary file beside the output, then renames it over the output (prepare_output_path
-    has the rules for links, pipes and devices, which are written into directly).
-
-    A crash, a kill or Ctrl-C midway leaves no partial output: either the old file or the complete new one."""
-    destination = prepare_output_path(path, inputs)
-    if destination.exists() and not destination.is_file():
-        try:
-            with open(destination, "w", encoding="utf-8", newline="") as file:
-                write(file)
-        except OSError as error:
-            raise InputError(f"{path}: cannot write ({error.strerror})") from None
-        return destination
-    try:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"{path}: cannot create the output folder ({error.strerror})") from None
-    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
-            write(file)
-        # mkstemp makes the file private (0600); give it the permissions of any new file, or keep the old file's.
-        mode = stat.S_IMODE(destination.stat().st_mode) if destination.exists() else 0o666 & ~_current_umask()
-        os.chmod(temporary, mode)
-        os.replace(temporary, destination)
-    except OSError as error:
-        os.unlink(temporary)
-        raise InputError(f"{path}: cannot write ({error.strerror})") from None
-    except BaseException:
-        os.unlink(temporary)
-        raise
-    return destination
-
-
-def _current_umask():
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
-
-
-def csv_field(text):
-    """One CSV field, quoted (RFC 4180: quotes doubled) whenever a reader could split it or trim it: a comma, a
-    quote, a line break of any kind (\\r, \\n, \\u2028, \\x85...) or spaces at either end. Other fields stay
-    bare, so that a simple reader still sees plain ids and answers."""
-    if "," in text or '"' in text or text != text.strip() or len(text.splitlines()) > 1:
-        return '"' + text.replace('"', '""') + '"'
-    return text
-
-
-def write_predictions_csv(path, ids, answers, column="answer", inputs=()):
-    """Writes a submission: header `id,<column>`, one row per id in the given order, lines ending in \\n, each field
-    quoted by csv_field where needed. Read it back with csv.reader, or with pandas as
-    `pd.read_csv(path, dtype=str, keep_default_na=False)` (else an answer "NA", "null" or "" becomes NaN)."""
-
-    def write(file):
-        file.write(f"id,{column}\n")
-        for question_id in ids:
-            file.write(f"{csv_field(question_id)},{csv_field(answers[question_id])}\n")
-
-    return write_atomically(path, write, inputs)
-
-
-def write_json(path, value, inputs=()):
-    """Writes readable UTF-8 JSON (Chinese as characters, not \\u escapes), atomically."""
-    return write_atomically(path, lambda file: json.dump(value, file, ensure_ascii=False, indent=2), inputs)

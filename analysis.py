@@ -12,8 +12,8 @@ an error analysis that sorts every answer into a category.
 
 import json
 
-from adl_data import write_atomically
-from utils_qa import compute_qa_metrics, normalize_answer
+from outputs import write_atomically
+from metrics import compute_qa_metrics, normalize_answer
 
 FILES = ("errors.jsonl", "summary.md")
 CATEGORIES = ("right", "wrong paragraph", "partial overlap", "wrong span")

@@ -32,20 +32,10 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from tqdm.auto import tqdm
 
-from adl_data import (
-    ArgumentParser,
-    InputError,
-    load_context,
-    load_questions,
-    locate_answer,
-    positive_int,
-    prepare_output_path,
-    read_json,
-    required_field,
-    run_main,
-    write_json,
-)
-from utils_qa import normalize_answer
+from adl_data import load_context, load_questions, locate_answer, read_json, required_field
+from cli import ArgumentParser, InputError, positive_int, run_main
+from outputs import check_output_path, write_json
+from metrics import normalize_answer
 
 NUM_CANDIDATES = 4
 # Questions scored against every paragraph at once: a (chunk, paragraphs) matrix of float64 (8 MB for 1,000 x 1,000).
@@ -321,8 +311,8 @@ def report_lines(report):
 def main(argv=None):
     args = parse_command_line(argv)
     # Checked before any work: an unwritable --output_dir fails in seconds.
-    context_path = prepare_output_path(args.output_dir / "context.json")
-    train_path = prepare_output_path(args.output_dir / "train.json")
+    context_path = check_output_path(args.output_dir / "context.json")
+    train_path = check_output_path(args.output_dir / "train.json")
 
     base_context, base_questions, base_file = [], [], None
     if args.merge_into is not None:

@@ -14,6 +14,7 @@ models (M = N = 1 without an ensemble):
   (`joint_score`). With top_k = 1 it is the best span of the most probable paragraph: the plain two-stage pipeline.
 """
 
+import collections
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,3 +105,23 @@ def decode(paragraphs, paragraph_log_prob, span_candidates, context, n_best_size
             answers.append(Answer(paragraph, start, end, context[paragraph][start:end], score))
     answers.sort(key=lambda answer: -answer.score)
     return answers[:n_best_size]
+
+
+def spans_of_each_paragraph(candidates, joined):
+    """SpanCandidates over a joined text (adl_data.JoinedCandidates) split by paragraph: the paragraphs (indices into
+    context.json, in the order joined) and the SpanCandidates of each, in its own offsets. No span crosses a
+    separator (utils_qa.best_spans_of_windows)."""
+    located = collections.defaultdict(list)  # paragraph -> [(offset, span index)]
+    for index, (start, end) in enumerate(zip(candidates.starts.tolist(), candidates.ends.tolist())):
+        paragraph, offset = joined.locate(start)
+        if joined.locate(end - 1)[0] != paragraph:
+            raise AssertionError(f"span [{start}, {end}) of a joined text crosses a separator")
+        located[paragraph].append((offset, index))
+    paragraphs = list(dict.fromkeys(joined.paragraphs))
+    pieces = []
+    for paragraph in paragraphs:
+        offsets = np.array([offset for offset, _ in located[paragraph]], dtype=np.int64)
+        mine = np.array([index for _, index in located[paragraph]], dtype=np.int64)
+        lengths = candidates.ends[mine] - candidates.starts[mine]
+        pieces.append(SpanCandidates(offsets, offsets + lengths, candidates.log_probs[mine]))
+    return paragraphs, pieces

@@ -28,93 +28,47 @@ Output files are checked before any model runs and written at the end through a 
 no partial output (adl_data.write_atomically has the rules for links, devices and pipes).
 """
 
+
 import collections
-import inspect
-import itertools
-import json
 import logging
-import os
-import queue
 import sys
-import threading
 import time
-import warnings
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import transformers
-from tqdm.auto import tqdm
-from transformers import (
-    AutoConfig,
-    AutoModelForMultipleChoice,
-    AutoModelForQuestionAnswering,
-    AutoTokenizer,
-)
 
 import analysis
-from adl_data import (
-    ArgumentParser,
-    InputError,
-    join_candidates,
-    load_context,
-    load_questions,
-    non_negative_int,
-    positive_int,
-    prepare_output_path,
-    run_main,
-    write_json,
-    write_predictions_csv,
-)
-from decoding import (
-    SpanCandidates,
-    decode,
-    merge_span_candidates,
-    paragraph_log_probs,
-    top_paragraphs,
-)
-from utils_qa import (
-    DOC_STRIDE,
+from adl_data import load_context, load_questions
+from batching import StageStats, run_model
+from checkpoints import PARAGRAPH_SELECTION, SPAN_SELECTION, load_checkpoint
+from cli import ArgumentParser, InputError, non_negative_int, positive_int, run_main
+from decoding import SpanCandidates, decode, merge_span_candidates, paragraph_log_probs, spans_of_each_paragraph, top_paragraphs
+from exports import JoinedSpanDecoder, PairScorer, SpanDecoder, SpanScorer, exported_forward
+from features import DOC_STRIDE, MAX_QUESTION_LENGTH, MAX_SEQ_LENGTH, PairTemplate, check_window_fits, question_windows
+from long_context import has_sparse_attention, keep_block_sparse_attention, question_end_token
+from outputs import check_output_path, write_json, write_predictions_csv
+from spans import (
     MAX_ANSWER_LENGTH,
-    MAX_QUESTION_LENGTH,
-    MAX_SEQ_LENGTH,
     N_BEST_SIZE,
-    PairTemplate,
     WindowSpans,
     best_spans_of_windows,
-    best_spans_on_device,
-    candidate_separator_ids,
+    character_offsets,
     character_spans,
-    check_model_reads,
-    check_window_fits,
-    join_tokens,
-    keep_block_sparse_attention,
     merge_character_spans,
-    question_end_token,
-    question_global_attention,
-    question_token_ids,
-    question_windows,
     token_runs,
-    tokenize_texts,
-    tokenizer_fingerprint,
 )
+from tokens import CandidateTokens, ParagraphTokens, question_token_ids
 
 logger = logging.getLogger("inference")
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_MC_MODEL = ROOT / "models" / "paragraph-selection"
 DEFAULT_QA_MODEL = ROOT / "models" / "span-selection"
-DEMO_MARKER = "DEMO_MODEL.md"
 # Chosen by measurement (docs/inference.md, "Joint decoding"): the paragraphs whose spans compete for the answer.
 TOP_K_PARAGRAPHS = 1
-# Sequences (pairs or windows) prepared, run and post-processed together: bounds memory to a few tens of MB.
-SEQUENCES_PER_CHUNK = 1024
-# With --overlap, the first chunk is this many batches, and each next one twice the last, up to SEQUENCES_PER_CHUNK:
-# the device starts after a few batches are prepared instead of a thousand sequences, and the next chunk is prepared
-# while it runs. Without it, small chunks would only cost padding (length sorting within fewer sequences).
-FIRST_CHUNK_BATCHES = 2
 
 
 def parse_arguments(argv=None):
@@ -203,92 +157,6 @@ def parse_arguments(argv=None):
     return args
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-class PairScorer(torch.nn.Module):
-    """A multiple-choice model applied to single (question, paragraph) sequences: (batch, length) -> (batch,) scores."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, attention_mask, token_type_ids):
-        logits = self.model(
-            input_ids=input_ids[:, None],
-            attention_mask=attention_mask[:, None],
-            token_type_ids=token_type_ids[:, None],
-            return_dict=False,
-        )[0]
-        return (logits[:, 0],)
-
-
-class SpanScorer(torch.nn.Module):
-    """A question-answering model with plain tensor outputs: (batch, length) -> (start logits, end logits).
-
-    A model that takes global attention (Longformer) gets it on the question, as in training (run_qa.py)."""
-
-    def __init__(self, model, question_end_token=None):
-        super().__init__()
-        self.model = model
-        self.question_end_token = question_end_token
-
-    def forward(self, input_ids, attention_mask, token_type_ids):
-        global_attention = {}
-        if self.question_end_token is not None:
-            global_attention["global_attention_mask"] = question_global_attention(input_ids, self.question_end_token)
-        return self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            return_dict=False,
-            **global_attention,
-        )[:2]
-
-
-class SpanDecoder(torch.nn.Module):
-    """A question-answering model followed by span decoding (utils_qa.best_spans_on_device), both on the device: each
-    window's n best spans (start tokens, end tokens, scores) and its log partition come back, not its logits."""
-
-    def __init__(self, model, max_answer_length, n_best_size, question_end_token=None):
-        super().__init__()
-        self.scorer = SpanScorer(model, question_end_token)
-        self.max_answer_length, self.n_best_size = max_answer_length, n_best_size
-
-    def forward(self, input_ids, attention_mask, token_type_ids, context_start, context_end):
-        start_logits, end_logits = self.scorer(input_ids, attention_mask, token_type_ids)
-        return best_spans_on_device(
-            start_logits, end_logits, context_start, context_end, self.max_answer_length, self.n_best_size
-        )
-
-
-class JoinedSpanDecoder(SpanDecoder):
-    """A SpanDecoder for windows over joined candidates (--end_to_end): it also takes each token's run of paragraph
-    tokens (utils_qa.token_runs, -1 for the question, the separators and padding), so that no span crosses a
-    separator on the device either."""
-
-    def forward(self, input_ids, attention_mask, token_type_ids, context_start, context_end, runs):
-        start_logits, end_logits = self.scorer(input_ids, attention_mask, token_type_ids)
-        return best_spans_on_device(
-            start_logits, end_logits, context_start, context_end, self.max_answer_length, self.n_best_size, runs
-        )
-
-
-@dataclass
-class Stage:
-    """What a stage needs of its checkpoints: the model class, the scorer wrapping it, and how to name it."""
-
-    role: str
-    auto_model_class: type
-    scorer_class: type
-    architecture_suffix: str
-
-
-PARAGRAPH_SELECTION = Stage("paragraph-selection", AutoModelForMultipleChoice, PairScorer, "ForMultipleChoice")
-SPAN_SELECTION = Stage("span-selection", AutoModelForQuestionAnswering, SpanScorer, "ForQuestionAnswering")
-
-
 def choose_device(name):
     if name == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA GPU is available (use --device auto or cpu)")
@@ -303,147 +171,6 @@ def choose_device(name):
     return device, dtype
 
 
-def _one_line(error):
-    return " ".join(str(error).split())[:300]
-
-
-def load_checkpoint(path, stage, max_seq_length=MAX_SEQ_LENGTH):
-    """Loads a fine-tuned checkpoint directory with its tokenizer, after checking that it is one of `stage` that can
-    read `max_seq_length` tokens; anything missing, broken or mismatched is an InputError naming the directory."""
-    path = Path(path)
-    role = stage.role
-    if not path.is_dir():
-        raise InputError(f"{path}: {role} model directory not found (run `bash download.sh` first, or pass its path)")
-    if not (path / "config.json").is_file():
-        raise InputError(f"{path}: {role} model directory is incomplete: no config.json")
-    if not any(path.glob("*.safetensors")):
-        raise InputError(f"{path}: {role} model directory is incomplete: no *.safetensors weights")
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except Exception as error:  # a config file of any shape the user gave us
-        raise InputError(f"{path}: cannot read the {role} model's config.json ({_one_line(error)})") from None
-    architectures = config.architectures or []
-    if architectures and not any(name.endswith(stage.architecture_suffix) for name in architectures):
-        raise InputError(
-            f"{path}: a {', '.join(architectures)} checkpoint, not a {role} model (*{stage.architecture_suffix}): "
-            "are --mc_model and --qa_model swapped?"
-        )
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    except Exception as error:  # tokenizer files of any shape the user gave us
-        raise InputError(f"{path}: cannot load the {role} tokenizer ({_one_line(error)})") from None
-    if not tokenizer.is_fast:
-        raise InputError(f"{path}: the {role} tokenizer must be a fast tokenizer (character offsets)")
-    problem = check_model_reads(config, tokenizer, max_seq_length)
-    if problem:
-        raise InputError(f"{path}: {role} model: {problem}")
-    try:
-        model, loading = stage.auto_model_class.from_pretrained(path, config=config, output_loading_info=True)
-    except Exception as error:  # truncated or mismatched weights files
-        raise InputError(f"{path}: cannot load the {role} weights ({_one_line(error)})") from None
-    if loading["missing_keys"]:
-        missing = sorted(loading["missing_keys"])
-        raise InputError(
-            f"{path}: not a fine-tuned {role} checkpoint: its weights lack {', '.join(missing[:3])}"
-            f"{' and more' if len(missing) > 3 else ''}"
-        )
-    if (path / DEMO_MARKER).exists():
-        logger.warning(
-            f"{path} is a DEMO model, trained from scratch on a small sample: its answers are close to random. "
-            "Set MODEL_SOURCE in download.sh to your fine-tuned checkpoints."
-        )
-    logger.info(f"Loaded the {role} model from {path} ({model.num_parameters():,} parameters)")
-    return tokenizer, model.eval()
-
-
-def _example_inputs(module, device):
-    """A small batch to trace or export with; one row is padded so that the attention mask is really used (and, for
-    a SpanDecoder, the rows' paragraph bounds; for a JoinedSpanDecoder, their runs of paragraph tokens, two in the
-    first row)."""
-    input_ids = torch.randint(5, 100, (2, 16), device=device)
-    attention_mask = torch.ones_like(input_ids)
-    attention_mask[1, 9:] = 0
-    inputs = (input_ids, attention_mask, torch.zeros_like(input_ids))
-    if isinstance(module, SpanDecoder):
-        inputs += (torch.tensor([3, 2], device=device), torch.tensor([15, 9], device=device))
-    if isinstance(module, JoinedSpanDecoder):
-        runs = torch.full((2, 16), -1, device=device)
-        runs[0, 3:8], runs[0, 9:15], runs[1, 2:9] = 0, 1, 0
-        inputs += (runs,)
-    return inputs
-
-
-def _export_stamp(checkpoint, device, dtype, settings):
-    weights = sorted(checkpoint.glob("*.safetensors"))
-    return {
-        "weights": [[w.name, w.stat().st_size, w.stat().st_mtime_ns] for w in weights],
-        "torch": torch.__version__,
-        "device": device.type,
-        "dtype": str(dtype),
-        **settings,
-    }
-
-
-def _export(module, kind, device, max_seq_length):
-    example = _example_inputs(module, device)
-    with warnings.catch_warnings():
-        # Tracing warns about Python values it records as constants and about TorchScript's deprecation; both are
-        # expected: the predictions of the exported model are compared with eager ones in the tests.
-        warnings.simplefilter("ignore")
-        if kind == "torchscript":
-            return torch.jit.trace(module, example, check_trace=False)
-        batch, length = torch.export.Dim("batch"), torch.export.Dim("length", max=max(max_seq_length, 17))
-        dynamic = [{0: batch, 1: length} if tensor.dim() == 2 else {0: batch} for tensor in example]
-        return torch.export.export(module, example, dynamic_shapes=dynamic)
-
-
-def exported_forward(module, kind, checkpoint, device, dtype, max_seq_length):
-    """The exported version of `module`, cached in <checkpoint>/exported/ and reused while the weights, torch
-    version, device, dtype, longest sequence (and a SpanDecoder's settings) stay the same."""
-    checkpoint = Path(checkpoint)
-    suffix = "pt" if kind == "torchscript" else "pt2"
-    cache = (
-        checkpoint / "exported" / f"{type(module).__name__}-{kind}-{device.type}-{str(dtype).split('.')[-1]}.{suffix}"
-    )
-    stamp_path = cache.with_suffix(".json")
-    settings = {"max_seq_length": max_seq_length}
-    if isinstance(module, SpanDecoder):
-        settings.update(max_answer_length=module.max_answer_length, n_best_size=module.n_best_size)
-    stamp = _export_stamp(checkpoint, device, dtype, settings)
-    if cache.exists() and stamp_path.exists() and _read_stamp(stamp_path) == stamp:
-        logger.info(f"Reusing the {kind} export {cache}")
-        try:
-            if kind == "torchscript":
-                return torch.jit.load(str(cache), map_location=device)
-            return torch.export.load(str(cache)).module()
-        except Exception as error:  # a cache file damaged after it was written: export again
-            logger.warning(f"Could not load {cache} ({_one_line(error)}); exporting again")
-
-    start = time.perf_counter()
-    exported = _export(module, kind, device, max_seq_length)
-    logger.info(f"Exported {checkpoint} with {kind} in {time.perf_counter() - start:.1f} s")
-    try:
-        cache.parent.mkdir(exist_ok=True)
-        # Written beside and renamed, stamp last: an interrupted run leaves no cache that looks complete.
-        partial = cache.with_name(f".{cache.stem}.{os.getpid()}.tmp{cache.suffix}")
-        if kind == "torchscript":
-            exported.save(str(partial))
-        else:
-            torch.export.save(exported, str(partial))
-        os.replace(partial, cache)
-        stamp_path.write_text(json.dumps(stamp))
-    except OSError as error:
-        logger.warning(f"Could not cache the export in {cache.parent} ({error.strerror}); it is used uncached")
-    return exported if kind == "torchscript" else exported.module()
-
-
-def _read_stamp(path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 @dataclass
 class Member:
     """One checkpoint of a stage, ready to run: its tokenizer, how it joins a question and a paragraph, its forward."""
@@ -452,12 +179,6 @@ class Member:
     tokenizer: object
     template: PairTemplate
     forward: object
-
-
-def has_sparse_attention(model):
-    """Longformer (sliding windows and global attention) or BigBird (blocks, or full attention for short batches)."""
-    takes_global_attention = "global_attention_mask" in inspect.signature(model.forward).parameters
-    return takes_global_attention or getattr(model.config, "attention_type", None) == "block_sparse"
 
 
 def load_members(paths, stage, args, device, dtype):
@@ -482,212 +203,11 @@ def load_members(paths, stage, args, device, dtype):
             else:
                 module = SpanScorer(model, end_token).eval()
         else:
-            module = stage.scorer_class(model).eval()
+            module = PairScorer(model).eval()
         if args.export != "none":
             module = exported_forward(module, args.export, path, device, dtype, args.max_seq_length)
         members.append(Member(Path(path), tokenizer, PairTemplate.of(tokenizer), module))
     return members
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Tokens and batches
-
-
-class ParagraphTokens:
-    """Each paragraph tokenized once per tokenizer, shared by every model (of either stage) with that tokenizer."""
-
-    def __init__(self, context):
-        self.context = context
-        self.tokens = {}  # (tokenizer fingerprint, paragraph index) -> TokenizedText
-
-    def of(self, tokenizer, paragraph_indices):
-        fingerprint = tokenizer_fingerprint(tokenizer)
-        missing = [p for p in dict.fromkeys(paragraph_indices) if (fingerprint, p) not in self.tokens]
-        for p, tokens in zip(missing, tokenize_texts([self.context[p] for p in missing], tokenizer)):
-            self.tokens[(fingerprint, p)] = tokens
-        return {p: self.tokens[(fingerprint, p)] for p in paragraph_indices}
-
-
-class CandidateTokens(ParagraphTokens):
-    """ParagraphTokens of the context's paragraphs followed by one text per question: its candidates joined in file
-    order (adl_data.join_candidates), whose tokens are assembled from the paragraphs' own (utils_qa.join_tokens).
-    Text len(context) + q is question q's; `joined[q]` maps its offsets back to paragraphs."""
-
-    def __init__(self, context, questions):
-        self.joined = [join_candidates(q["paragraphs"], context) for q in questions]
-        self.first_joined = len(context)
-        super().__init__(list(context) + [joined.text for joined in self.joined])
-
-    def of(self, tokenizer, paragraph_indices):
-        own = [i for i in paragraph_indices if i < self.first_joined]
-        joined = {i: self.joined[i - self.first_joined] for i in paragraph_indices if i >= self.first_joined}
-        tokens = super().of(tokenizer, own + [p for j in joined.values() for p in j.paragraphs])
-        separator_ids = candidate_separator_ids(tokenizer)
-        for i, j in joined.items():
-            tokens[i] = join_tokens([tokens[p] for p in j.paragraphs], separator_ids, j.starts)
-        return {i: tokens[i] for i in paragraph_indices}
-
-
-@dataclass
-class StageStats:
-    name: str
-    sequences: int = 0
-    tokens: int = 0
-    padded_tokens: int = 0
-    seconds: dict = field(default_factory=dict)
-
-    @property
-    def padding_fraction(self):
-        return self.padded_tokens / max(1, self.tokens + self.padded_tokens)
-
-    def add_time(self, name, seconds):
-        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
-
-
-def padded_batches(sequences, pad_token_id, batch_size):
-    """Yields (positions, input tensors) over `sequences` ((input_ids, token_type_ids or None, extras) triples),
-    longest first, each batch padded to its own longest sequence. The extras of the sequences follow as one tensor
-    each: integers (a window's paragraph bounds, for a SpanDecoder) as (batch,), arrays of one integer per token (the
-    runs of paragraph tokens, for a JoinedSpanDecoder) as (batch, length), padded with -1."""
-    lengths = np.array([len(input_ids) for input_ids, _, _ in sequences])
-    order = np.argsort(-lengths, kind="stable")
-    for batch_start in range(0, len(order), batch_size):
-        positions = order[batch_start : batch_start + batch_size]
-        width = int(lengths[positions[0]])
-        input_ids = np.full((len(positions), width), pad_token_id, dtype=np.int64)
-        attention_mask = np.zeros((len(positions), width), dtype=np.int64)
-        token_type_ids = np.zeros((len(positions), width), dtype=np.int64)
-        for row, position in enumerate(positions):
-            ids, types, _ = sequences[position]
-            input_ids[row, : len(ids)] = ids
-            attention_mask[row, : len(ids)] = 1
-            if types is not None:
-                token_type_ids[row, : len(ids)] = types
-        extras = []
-        for column in zip(*(sequences[position][2] for position in positions)):
-            if np.ndim(column[0]) == 0:
-                extras.append(np.array(column, dtype=np.int64))
-            else:
-                per_token = np.full((len(positions), width), -1, dtype=np.int64)
-                for row, values in enumerate(column):
-                    per_token[row, : len(values)] = values
-                extras.append(per_token)
-        tensors = [input_ids, attention_mask, token_type_ids, *extras]
-        yield positions, [torch.from_numpy(np.ascontiguousarray(array)) for array in tensors]
-
-
-def _in_background(iterator, depth):
-    """Runs `iterator` in a thread, up to `depth` items ahead of the consumer; its exceptions are raised here."""
-    items = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def produce():
-        try:
-            for item in iterator:
-                while not stop.is_set():
-                    try:
-                        items.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            items.put(done)
-        except BaseException as error:
-            items.put(error)
-
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = items.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-
-
-def chunk_sizes(batch_size, overlap):
-    """The number of sequences of each chunk: SEQUENCES_PER_CHUNK, or with `overlap` FIRST_CHUNK_BATCHES batches,
-    then twice the last, up to SEQUENCES_PER_CHUNK."""
-    size = min(SEQUENCES_PER_CHUNK, FIRST_CHUNK_BATCHES * batch_size) if overlap else SEQUENCES_PER_CHUNK
-    while True:
-        yield size
-        size = min(SEQUENCES_PER_CHUNK, 2 * size)
-
-
-def run_model(keyed_sequences, forward, pad_token_id, args, device, stats, consume, overlap, per_token=True):
-    """Runs `forward` over `keyed_sequences` ((key, input_ids, token_type_ids, extra integers) tuples, any number) and
-    calls consume(keys, outputs) once per batch, in order; outputs holds per sequence a tuple of its rows of the
-    forward's outputs: a scalar score, or arrays trimmed to the sequence's length when `per_token` (logits), or the
-    whole row (a SpanDecoder's n best spans). Sequences are taken a chunk at a time (chunk_sizes), sorted by length
-    within the chunk, and each batch is padded to its own longest.
-
-    With `overlap`, preparing the batches (assembling and padding) and consuming the outputs run in two threads beside
-    the forward passes, so that on a GPU the CPU work hides behind the device's: the preparing thread may run a whole
-    chunk ahead, so that it builds the next chunk while the device runs the last one."""
-
-    def prepared_batches():
-        sequences = iter(keyed_sequences)
-        for size in chunk_sizes(args.batch_size, overlap):
-            start = time.perf_counter()
-            chunk = list(itertools.islice(sequences, size))
-            if not chunk:
-                return
-            lengths = [len(input_ids) for _, input_ids, _, _ in chunk]
-            batches = padded_batches([sequence[1:] for sequence in chunk], pad_token_id, args.batch_size)
-            stats.add_time("prepare", time.perf_counter() - start)
-            while True:
-                start = time.perf_counter()
-                batch = next(batches, None)
-                if batch is None:
-                    break
-                positions, tensors = batch
-                if device.type == "cuda":
-                    tensors = [tensor.pin_memory() for tensor in tensors]
-                stats.add_time("prepare", time.perf_counter() - start)
-                yield [chunk[p][0] for p in positions], [lengths[p] for p in positions], tensors
-
-    def consume_timed(keys, outputs):
-        start = time.perf_counter()
-        consume(keys, outputs)
-        stats.add_time("post-process", time.perf_counter() - start)
-
-    ahead = -(-SEQUENCES_PER_CHUNK // args.batch_size) + 1  # batches: a whole chunk
-    batches = _in_background(prepared_batches(), depth=ahead) if overlap else prepared_batches()
-    with (
-        torch.inference_mode(),
-        ThreadPoolExecutor(max_workers=1) as consumer,
-        tqdm(desc=stats.name, unit="seq", leave=False, disable=None) as progress,
-    ):
-        pending = []
-        for keys, lengths, tensors in batches:
-            start = time.perf_counter()
-            inputs = [tensor.to(device, non_blocking=True) for tensor in tensors]
-            results = [
-                (output.float() if output.is_floating_point() else output).cpu().numpy() for output in forward(*inputs)
-            ]
-            outputs = [
-                tuple(result[row, :length] if per_token and result.ndim == 2 else result[row] for result in results)
-                for row, length in enumerate(lengths)
-            ]
-            stats.add_time("model", time.perf_counter() - start)
-            stats.sequences += len(keys)
-            stats.tokens += sum(lengths)
-            stats.padded_tokens += len(keys) * tensors[0].shape[1] - sum(lengths)
-            progress.update(len(keys))
-            if overlap:
-                pending.append(consumer.submit(consume_timed, keys, outputs))
-                while len(pending) > 4:
-                    pending.pop(0).result()
-            else:
-                consume_timed(keys, outputs)
-        for future in pending:
-            future.result()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -734,16 +254,6 @@ def score_paragraphs(questions, paragraph_tokens, member, args, device, stats, o
 
     run_model(pairs(), member.forward, member.tokenizer.pad_token_id, args, device, stats, consume, overlap)
     return scores
-
-
-def character_offsets(window):
-    """(char_starts, char_ends) of every token of a window's sequence: -1 outside the paragraph, and on the separators
-    of joined candidates."""
-    starts = np.full(len(window.input_ids), -1, dtype=np.int64)
-    ends = np.full(len(window.input_ids), -1, dtype=np.int64)
-    starts[window.context_start : window.context_start + len(window.offsets)] = window.offsets[:, 0]
-    ends[window.context_start : window.context_start + len(window.offsets)] = window.offsets[:, 1]
-    return starts, ends
 
 
 def find_spans(questions, requests, paragraph_tokens, member, args, device, stats, overlap):
@@ -835,12 +345,12 @@ class Prediction:
 def output_paths(args):
     """Every file the run will write, checked before any model runs: the CSV, the metrics beside it, the analysis."""
     inputs = [args.context_file, args.test_file]
-    paths = {"csv": prepare_output_path(args.output_file, inputs)}
+    paths = {"csv": check_output_path(args.output_file, inputs)}
     if paths["csv"].is_file() or not paths["csv"].exists():
-        paths["metrics"] = prepare_output_path(f"{args.output_file}.metrics.json", inputs)
+        paths["metrics"] = check_output_path(f"{args.output_file}.metrics.json", inputs)
     if args.analysis_dir:
         for name in analysis.FILES:
-            paths[name] = prepare_output_path(Path(args.analysis_dir) / name, inputs)
+            paths[name] = check_output_path(Path(args.analysis_dir) / name, inputs)
     return paths
 
 
@@ -949,26 +459,6 @@ def answers_end_to_end(questions, context, qa_members, args, device, overlap):
         nbest.append(decode(paragraphs, [0.0] * len(paragraphs), candidates, context, args.n_best_size))
     stats.add_time("total", time.perf_counter() - start)
     return nbest, (stats,)
-
-
-def spans_of_each_paragraph(candidates, joined):
-    """SpanCandidates over a joined text (adl_data.JoinedCandidates) split by paragraph: the paragraphs (indices into
-    context.json, in the order joined) and the SpanCandidates of each, in its own offsets. No span crosses a
-    separator (utils_qa.best_spans_of_windows)."""
-    located = collections.defaultdict(list)  # paragraph -> [(offset, span index)]
-    for index, (start, end) in enumerate(zip(candidates.starts.tolist(), candidates.ends.tolist())):
-        paragraph, offset = joined.locate(start)
-        if joined.locate(end - 1)[0] != paragraph:
-            raise AssertionError(f"span [{start}, {end}) of a joined text crosses a separator")
-        located[paragraph].append((offset, index))
-    paragraphs = list(dict.fromkeys(joined.paragraphs))
-    pieces = []
-    for paragraph in paragraphs:
-        offsets = np.array([offset for offset, _ in located[paragraph]], dtype=np.int64)
-        mine = np.array([index for _, index in located[paragraph]], dtype=np.int64)
-        lengths = candidates.ends[mine] - candidates.starts[mine]
-        pieces.append(SpanCandidates(offsets, offsets + lengths, candidates.log_probs[mine]))
-    return paragraphs, pieces
 
 
 def log_summary(prediction, total_seconds, output_file):

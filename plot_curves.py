@@ -42,15 +42,9 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.ft2font import FT2Font
 from matplotlib.ticker import MaxNLocator
 
-from adl_data import (
-    ArgumentParser,
-    InputError,
-    positive_int,
-    prepare_output_path,
-    read_json,
-    run_main,
-    write_atomically,
-)
+from adl_data import read_json
+from cli import ArgumentParser, InputError, positive_int, run_main
+from outputs import check_output_path, write_atomically
 
 MIN_POINTS = 5
 CJK_FONT_INSTALL_HINT = "install a CJK font (`sudo apt install fonts-noto-cjk`) or pass --font /path/to/font.ttc"
@@ -344,7 +338,7 @@ def legend_labels(figure: Figure) -> list[list[str]]:
 
 
 def save_figure(figure: Figure, path: Path, dpi: int) -> Path:
-    path = prepare_output_path(path)
+    path = check_output_path(path)
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,22 +21,22 @@ from transformers import (
     Trainer,
 )
 
-from adl_data import load_intent_utterances, run_main
-from common import (
+from adl_data import load_intent_utterances
+from cli import run_main
+from checkpoints import checkpoint_to_resume, load_tokenizer_and_model
+from training import (
     CheckedTrainingArguments,
-    ModelArguments,
-    UtteranceDataArguments,
-    checkpoint_to_resume,
-    compute_accuracy,
     evaluate_and_save,
     load_labelled_splits,
-    load_tokenizer_and_model,
+    ModelArguments,
     start_run,
     task_label_names,
     tokenize_utterances,
     train_and_save,
+    UtteranceDataArguments,
     write_submission,
 )
+from metrics import compute_accuracy
 
 logger = logging.getLogger(__name__)
 

@@ -28,39 +28,25 @@ from datasets import Dataset
 from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding, Trainer
 from transformers.trainer_utils import speed_metrics
 
-from adl_data import (
-    InputError,
-    load_context,
-    load_questions,
-    run_main,
-    to_squad_examples,
-    write_predictions_csv,
-)
-from common import (
+from adl_data import load_context, load_questions, to_squad_examples
+from cli import InputError, run_main
+from outputs import write_predictions_csv
+from checkpoints import checkpoint_to_resume, load_tokenizer_and_model
+from training import (
     CheckedTrainingArguments,
-    ModelArguments,
-    QuestionDataArguments,
-    checkpoint_to_resume,
     evaluate_and_save,
     first_n,
-    load_tokenizer_and_model,
+    ModelArguments,
+    QuestionDataArguments,
     require_at_least,
     start_run,
     train_and_save,
 )
-from utils_qa import (
-    DOC_STRIDE,
-    MAX_ANSWER_LENGTH,
-    N_BEST_SIZE,
-    check_window_fits,
-    compute_qa_metrics,
-    keep_block_sparse_attention,
-    postprocess_qa_predictions,
-    prepare_train_features,
-    prepare_validation_features,
-    question_end_token,
-    question_global_attention,
-)
+from features import check_window_fits, DOC_STRIDE
+from long_context import keep_block_sparse_attention, question_end_token, question_global_attention
+from metrics import compute_qa_metrics
+from spans import MAX_ANSWER_LENGTH, N_BEST_SIZE
+from utils_qa import postprocess_qa_predictions, prepare_train_features, prepare_validation_features
 
 logger = logging.getLogger(__name__)
 

@@ -22,24 +22,14 @@ import torch.nn.functional as F
 from datasets import Dataset
 from transformers import AutoModelForMultipleChoice, Trainer
 
-from adl_data import InputError, load_context, load_questions, run_main, to_multiple_choice_examples, write_json
-from common import (
-    CheckedTrainingArguments,
-    ModelArguments,
-    QuestionDataArguments,
-    checkpoint_to_resume,
-    compute_accuracy,
-    first_n,
-    load_tokenizer_and_model,
-    start_run,
-    train_and_save,
-)
-from utils_qa import (
-    DataCollatorForMultipleChoice,
-    check_window_fits,
-    mask_filler_choices,
-    prepare_multiple_choice_features,
-)
+from adl_data import load_context, load_questions, to_multiple_choice_examples
+from cli import InputError, run_main
+from outputs import write_json
+from checkpoints import checkpoint_to_resume, load_tokenizer_and_model
+from training import CheckedTrainingArguments, first_n, ModelArguments, QuestionDataArguments, start_run, train_and_save
+from metrics import compute_accuracy
+from features import check_window_fits, DataCollatorForMultipleChoice, mask_filler_choices
+from utils_qa import prepare_multiple_choice_features
 
 logger = logging.getLogger(__name__)
 

@@ -41,6 +41,7 @@ from transformers import AutoConfig, AutoModelForMultipleChoice, AutoModelForQue
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import inference  # noqa: E402
+from checkpoints import PARAGRAPH_SELECTION  # noqa: E402
 from make_tiny_model import make_tiny_model  # noqa: E402
 
 CONFIGS = {
@@ -196,7 +197,7 @@ def measure_cpu_work(args):
         run_pipeline(
             args,
             "none",
-            forwards=lambda stage, member: StandIn(stage is inference.PARAGRAPH_SELECTION, 0),
+            forwards=lambda stage, member: StandIn(stage is PARAGRAPH_SELECTION, 0),
             overlap="off",
         )
         for _ in range(args.repeats + 1)
@@ -216,7 +217,7 @@ def measure_overlap(args, sleep_ms):
             prediction, wall, stand_ins = run_pipeline(
                 args,
                 "none",
-                forwards=lambda stage, member: StandIn(stage is inference.PARAGRAPH_SELECTION, seconds),
+                forwards=lambda stage, member: StandIn(stage is PARAGRAPH_SELECTION, seconds),
                 overlap=overlap,
             )
             runs.append((wall, sum(stand_in.calls for stand_in in stand_ins) * seconds, prediction.answers))

@@ -30,6 +30,9 @@ from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import inference  # noqa: E402
+from batching import StageStats  # noqa: E402
+from checkpoints import SPAN_SELECTION  # noqa: E402
+from tokens import ParagraphTokens  # noqa: E402
 from adl_data import load_context, load_questions, to_squad_examples  # noqa: E402
 from decoding import decode  # noqa: E402
 from make_tiny_model import make_tiny_model  # noqa: E402
@@ -136,12 +139,12 @@ def our_stage_two(args, checkpoint, questions, context):
         decode_on_device=False,
     )
     device, dtype = torch.device("cpu"), torch.float32
-    member = inference.load_members([checkpoint], inference.SPAN_SELECTION, arguments, device, dtype)[0]
+    member = inference.load_members([checkpoint], SPAN_SELECTION, arguments, device, dtype)[0]
     started = time.perf_counter()
-    tokens = inference.ParagraphTokens(context)
+    tokens = ParagraphTokens(context)
     requests = [(q, question["relevant"]) for q, question in enumerate(questions)]
     spans = inference.find_spans(
-        questions, requests, tokens, member, arguments, device, inference.StageStats("span selection"), overlap=False
+        questions, requests, tokens, member, arguments, device, StageStats("span selection"), overlap=False
     )
     answers = []
     for question, candidates in zip(questions, spans):

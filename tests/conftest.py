@@ -57,7 +57,7 @@ def tokenizer(tiny_base):
 def call_failing(main, argv, monkeypatch, capsys):
     """Runs an entry point in this process, as run_main does for a user, with the command line `argv`; it must exit.
     Returns (exit code, last line on stderr)."""
-    from adl_data import run_main
+    from cli import run_main
 
     monkeypatch.setattr(sys, "argv", list(map(str, argv)))
     with pytest.raises(SystemExit) as exit_info:

@@ -8,18 +8,9 @@ import os
 
 import pytest
 
-from adl_data import (
-    InputError,
-    csv_field,
-    load_context,
-    load_questions,
-    locate_answer,
-    prepare_output_path,
-    to_multiple_choice_examples,
-    to_squad_examples,
-    write_atomically,
-    write_predictions_csv,
-)
+from adl_data import load_context, load_questions, locate_answer, to_multiple_choice_examples, to_squad_examples
+from cli import InputError
+from outputs import check_output_path, csv_field, write_atomically, write_predictions_csv
 
 CONTEXT = ["景宗是朝鮮王朝的第二十代君主。", "辛壬士禍發生於景宗在位時，景宗在位四年。", "臺北市是臺灣的首都。"]
 
@@ -215,11 +206,11 @@ def test_failed_write_leaves_neither_file_nor_temporary(tmp_path):
 
 def test_output_path_checks(tmp_path):
     with pytest.raises(InputError, match="output path is a directory"):
-        prepare_output_path(tmp_path)
+        check_output_path(tmp_path)
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(InputError, match="cannot create the output folder"):
-        prepare_output_path(blocker / "pred.csv")
+        check_output_path(blocker / "pred.csv")
 
 
 def test_written_files_get_the_usual_permissions(tmp_path):

@@ -6,7 +6,8 @@ import pytest
 from conftest import SAMPLES, read_json, run_script, write_json
 
 import convert_squad
-from adl_data import InputError, load_context, load_questions
+from adl_data import load_context, load_questions
+from cli import InputError
 from convert_squad import EXCLUDED, REPAIRED, SquadQuestion, convert, hard_negatives, read_squad_files
 
 CITIES = [

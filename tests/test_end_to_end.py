@@ -23,31 +23,16 @@ from transformers.models.longformer.modeling_longformer import (
     _compute_global_attention_mask,
 )
 
+import batching
+import exports
 import inference
 import run_qa
-from adl_data import (
-    CANDIDATE_SEPARATOR,
-    join_candidates,
-    load_context,
-    load_questions,
-    run_main,
-    to_squad_examples,
-)
-from utils_qa import (
-    best_spans_of_windows,
-    best_spans_on_device,
-    candidate_separator_ids,
-    join_tokens,
-    keep_block_sparse_attention,
-    paragraph_runs,
-    prepare_train_features,
-    prepare_validation_features,
-    question_end_token,
-    question_global_attention,
-    question_token_ids,
-    token_runs,
-    tokenize_texts,
-)
+from adl_data import CANDIDATE_SEPARATOR, join_candidates, load_context, load_questions, to_squad_examples
+from cli import run_main
+from long_context import keep_block_sparse_attention, question_end_token, question_global_attention
+from spans import best_spans_of_windows, best_spans_on_device, paragraph_runs, token_runs
+from tokens import candidate_separator_ids, join_tokens, question_token_ids, tokenize_texts
+from utils_qa import prepare_train_features, prepare_validation_features
 
 # Windows of 256 tokens: block-sparse for the tiny BigBird below (it needs more than (5 + 2 x 2) x 8 = 72 tokens),
 # several windows over 4 joined paragraphs of the sample data (about 1,800 characters).
@@ -216,7 +201,7 @@ def test_no_span_crosses_a_separator_and_the_n_best_and_partition_are_those_of_b
 
 
 def test_decoding_on_the_device_keeps_spans_inside_one_paragraph_like_the_numpy_path():
-    """utils_qa.best_spans_on_device with the runs of joined candidates against best_spans_of_windows: logits rounded
+    """spans.best_spans_on_device with the runs of joined candidates against best_spans_of_windows: logits rounded
     to halves (many ties), 0 to 4 separators per window, spans longer than a paragraph allowed: the same spans in the
     same order, the same scores and log partitions, and (through padded_batches) windows of different lengths."""
     generator = np.random.default_rng(7)
@@ -236,7 +221,7 @@ def test_decoding_on_the_device_keeps_spans_inside_one_paragraph_like_the_numpy_
         logits = [(np.round(generator.normal(size=(2, len(s))) * 2) / 2).astype(np.float32) for s in char_starts]
         expected = best_spans_of_windows([l[0] for l in logits], [l[1] for l in logits], char_starts,
                                          max_answer_length, n_best_size)  # fmt: skip
-        (positions, tensors), *rest = inference.padded_batches(sequences, 0, windows)
+        (positions, tensors), *rest = batching.padded_batches(sequences, 0, windows)
         assert not rest
         start_logits = torch.full(tensors[0].shape, 100.0)  # padding scores high: it must never be picked
         end_logits = torch.full(tensors[0].shape, 100.0)
@@ -335,7 +320,7 @@ def test_longformer_gets_global_attention_on_the_question_in_training_and_infere
     )
 
     # Inference: the scorer passes the same mask, and the model really reads it.
-    scorer = inference.SpanScorer(model, end_token)
+    scorer = exports.SpanScorer(model, end_token)
     inputs = (batch["input_ids"][:3], batch["attention_mask"][:3], batch["token_type_ids"][:3])
     with torch.no_grad():
         start_logits, _ = scorer(*inputs)

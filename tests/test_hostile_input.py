@@ -19,13 +19,17 @@ import pandas as pd
 import pytest
 import torch
 
+import batching
 import inference
+from batching import StageStats
+from features import PairTemplate
 import run_qa
 import run_swag
-from adl_data import csv_field, run_main, write_predictions_csv
+from cli import run_main
+from outputs import csv_field, write_predictions_csv
 from conftest import ROOT, SAMPLES, read_json, run_script, write_json
 from planted import save_choice_model, save_span_model
-from utils_qa import TokenizedText
+from tokens import ParagraphTokens, TokenizedText
 
 ADVERSARIAL = ["\r", "\n", "\r\n", "a\rb", "a\nb", 'say "hi"', '"', "a,b", ",", " lead", "trail ", " ", "\t",
                "NA", "null", "NaN", "None", "", "a\u2028b", "x\x85", "007", "=1+1", "臺北, 信義區", "\ufeffbom"]
@@ -365,19 +369,19 @@ def test_span_selection_memory_stays_flat_as_questions_and_windows_grow(models, 
     questions (20 times the windows) need about the memory of one. A forward pass that returns zeros keeps the model
     out of the measure."""
     paragraph = "天地玄黃宇宙洪荒日月盈昃辰宿列張寒來暑往秋收冬藏" * 800  # 19,200 characters, 124 windows of 192
-    monkeypatch.setattr(inference, "SEQUENCES_PER_CHUNK", 16)
-    member = inference.Member(models["qa"], tokenizer, inference.PairTemplate.of(tokenizer),
+    monkeypatch.setattr(batching, "SEQUENCES_PER_CHUNK", 16)
+    member = inference.Member(models["qa"], tokenizer, PairTemplate.of(tokenizer),
                               lambda input_ids, *_: (torch.zeros(input_ids.shape), torch.zeros(input_ids.shape)))
     args = SimpleNamespace(max_seq_length=192, doc_stride=32, max_question_length=32, n_best_size=20,
                            max_answer_length=30, batch_size=8, decode_on_device=False)
-    tokens = inference.ParagraphTokens([paragraph])
+    tokens = ParagraphTokens([paragraph])
     tokens.of(tokenizer, [0])  # tokenized once, outside the measure
 
     windows = []
 
     def spans(count):
         questions = [{"question": "問題", "paragraphs": [0]}] * count
-        stats = inference.StageStats("span selection")
+        stats = StageStats("span selection")
         inference.find_spans(questions, [(q, 0) for q in range(count)], tokens, member, args, torch.device("cpu"),
                              stats, overlap=False)
         windows.append(stats.sequences)

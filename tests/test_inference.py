@@ -12,8 +12,11 @@ import pytest
 import torch
 from transformers import AutoModelForMultipleChoice, AutoModelForQuestionAnswering
 
+import batching
+import exports
 import inference
-from adl_data import run_main, to_multiple_choice_examples, to_squad_examples
+from adl_data import to_multiple_choice_examples, to_squad_examples
+from cli import run_main
 from conftest import ROOT, SAMPLES, read_json, run_script, save_random_models, write_json
 from utils_qa import prepare_multiple_choice_features, prepare_validation_features
 
@@ -68,7 +71,7 @@ def test_exports_give_the_same_predictions_as_eager_and_are_cached(checkpoints, 
         cached = sorted(p.name for p in (checkpoints / "span-selection" / "exported").iterdir())
         assert f"SpanScorer-{export}-cpu-float32.json" in cached
         caplog.clear()
-        with caplog.at_level("INFO", logger="inference"):
+        with caplog.at_level("INFO"):
             infer(checkpoints, tmp_path / f"{export}-again.csv", "--export", export, test_file=small_test)
         assert caplog.text.count(f"Reusing the {export} export") == 2
         assert read_csv(tmp_path / f"{export}-again.csv") == read_csv(tmp_path / "eager.csv")
@@ -80,13 +83,13 @@ def test_stale_export_is_rebuilt_when_the_weights_change(checkpoints, small_test
     infer(copy, tmp_path / "first.csv", "--export", "torchscript", test_file=small_test)
     weights = copy / "span-selection" / "model.safetensors"
     weights.write_bytes(weights.read_bytes())  # same weights, new modification time: the cache must not be trusted
-    with caplog.at_level("INFO", logger="inference"):
+    with caplog.at_level("INFO"):
         infer(copy, tmp_path / "second.csv", "--export", "torchscript", test_file=small_test)
     assert "Reusing the torchscript export" in caplog.text and "Exported" in caplog.text
 
 
 def run_sequences(forward, features, pad_token_id, batch_size, overlap=False):
-    """inference.run_model over the sequences of `features` (lists of input_ids / token_type_ids); returns the outputs
+    """batching.run_model over the sequences of `features` (lists of input_ids / token_type_ids); returns the outputs
     in the sequences' order and the StageStats."""
     outputs = [None] * len(features["input_ids"])
 
@@ -97,14 +100,14 @@ def run_sequences(forward, features, pad_token_id, batch_size, overlap=False):
 
     sequences = ((i, np.asarray(ids), np.asarray(features["token_type_ids"][i]), ())
                  for i, ids in enumerate(features["input_ids"]))
-    stats = inference.StageStats("test")
-    inference.run_model(sequences, forward, pad_token_id, SimpleNamespace(batch_size=batch_size), torch.device("cpu"),
+    stats = batching.StageStats("test")
+    batching.run_model(sequences, forward, pad_token_id, SimpleNamespace(batch_size=batch_size), torch.device("cpu"),
                         stats, consume, overlap)
     return outputs, stats
 
 
 def run_counted(count, batch_size, overlap, wait_after=None, first_batch_waits_for=None):
-    """inference.run_model over `count` sequences (sequence i holds 1 + i % 5 tokens: 1, 2, ...) with a forward that
+    """batching.run_model over `count` sequences (sequence i holds 1 + i % 5 tokens: 1, 2, ...) with a forward that
     sums each row; checks the sums and returns the number of sequences pulled from the generator when each batch ran.
     With `wait_after`, the generator stops after that many sequences until the first batch has run; with
     `first_batch_waits_for`, the first batch waits until that many sequences were pulled (each at most 20 s)."""
@@ -130,8 +133,8 @@ def run_counted(count, batch_size, overlap, wait_after=None, first_batch_waits_f
     def consume(keys, outputs):
         sums.update((key, output[0]) for key, output in zip(keys, outputs))
 
-    inference.run_model(sequences(), forward, 0, SimpleNamespace(batch_size=batch_size), torch.device("cpu"),
-                        inference.StageStats("test"), consume, overlap)
+    batching.run_model(sequences(), forward, 0, SimpleNamespace(batch_size=batch_size), torch.device("cpu"),
+                        batching.StageStats("test"), consume, overlap)
     assert sums == {i: sum(range(1, 2 + i % 5)) for i in range(count)}
     return pulled_at_each_batch
 
@@ -140,9 +143,9 @@ def test_with_overlap_the_model_starts_after_two_batches_and_chunks_double(monke
     """With the background threads the first chunk is FIRST_CHUNK_BATCHES batches, so that the device starts at once
     instead of after a thousand sequences are prepared, and each next chunk doubles up to SEQUENCES_PER_CHUNK (here
     40); without them every chunk is SEQUENCES_PER_CHUNK (least padding). Every sequence runs once."""
-    monkeypatch.setattr(inference, "SEQUENCES_PER_CHUNK", 40)
-    assert list(itertools.islice(inference.chunk_sizes(3, overlap=True), 6)) == [6, 12, 24, 40, 40, 40]
-    assert list(itertools.islice(inference.chunk_sizes(3, overlap=False), 2)) == [40, 40]
+    monkeypatch.setattr(batching, "SEQUENCES_PER_CHUNK", 40)
+    assert list(itertools.islice(batching.chunk_sizes(3, overlap=True), 6)) == [6, 12, 24, 40, 40, 40]
+    assert list(itertools.islice(batching.chunk_sizes(3, overlap=False), 2)) == [40, 40]
     # The generator holds back the 7th sequence until a batch has run: only a first chunk of 6 lets one run.
     assert run_counted(100, 3, overlap=True, wait_after=6)[0] == 6
     # The preparing thread runs a whole chunk ahead: while the first batch is still running, it prepares the second
@@ -158,7 +161,7 @@ def test_pair_scores_equal_the_multiple_choice_logits(checkpoints, tokenizer, sa
     features = prepare_multiple_choice_features(
         to_multiple_choice_examples(questions, sample_context), tokenizer, max_seq_length=96
     )
-    scorer = inference.PairScorer(model)
+    scorer = exports.PairScorer(model)
     for i in range(len(questions)):
         pairs = {name: features[name][i] for name in features if name != "labels"}
         scores, _ = run_sequences(scorer, pairs, tokenizer.pad_token_id, 3)
@@ -177,10 +180,10 @@ def test_results_do_not_depend_on_batch_size_chunks_or_threads(checkpoints, toke
     features = prepare_validation_features(to_squad_examples(questions, sample_context), tokenizer,
                                            max_seq_length=128, doc_stride=32)
     assert len(features["input_ids"]) > 21
-    monkeypatch.setattr(inference, "SEQUENCES_PER_CHUNK", 7)
-    reference, _ = run_sequences(inference.SpanScorer(model), features, tokenizer.pad_token_id, 1)
+    monkeypatch.setattr(batching, "SEQUENCES_PER_CHUNK", 7)
+    reference, _ = run_sequences(exports.SpanScorer(model), features, tokenizer.pad_token_id, 1)
     for batch_size, overlap in [(5, False), (5, True), (3, True)]:
-        outputs, stats = run_sequences(inference.SpanScorer(model), features, tokenizer.pad_token_id, batch_size, overlap)
+        outputs, stats = run_sequences(exports.SpanScorer(model), features, tokenizer.pad_token_id, batch_size, overlap)
         assert stats.sequences == len(features["input_ids"])
         for alone, batched, ids in zip(reference, outputs, features["input_ids"]):
             assert len(alone[0]) == len(batched[0]) == len(ids)

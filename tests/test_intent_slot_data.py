@@ -6,7 +6,9 @@ import json
 import pytest
 from transformers import AutoTokenizer
 
-from adl_data import InputError, check_known_labels, load_intent_utterances, load_slot_utterances, write_predictions_csv
+from adl_data import check_known_labels, load_intent_utterances, load_slot_utterances
+from cli import InputError
+from outputs import write_predictions_csv
 from run_slot import IGNORED_LABEL, compute_slot_metrics, prepare_slot_features, tags_per_word
 
 TAGS = ["B-first_name", "B-last_name", "B-time", "I-last_name", "I-time", "O"]

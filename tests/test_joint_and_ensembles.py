@@ -13,17 +13,15 @@ import torch
 from transformers import AutoModelForMultipleChoice, AutoModelForQuestionAnswering, AutoTokenizer
 
 import inference
-from adl_data import load_context, load_questions, run_main, to_multiple_choice_examples, write_predictions_csv
+from adl_data import load_context, load_questions, to_multiple_choice_examples
+from cli import run_main
+from outputs import write_predictions_csv
 from conftest import SAMPLES, read_json, save_random_models, write_json
 from make_tiny_model import make_tiny_model
 from planted import save_choice_model, save_span_model
-from utils_qa import (
-    compute_qa_metrics,
-    postprocess_qa_predictions,
-    prepare_multiple_choice_features,
-    prepare_validation_features,
-    truncate_questions,
-)
+from metrics import compute_qa_metrics
+from tokens import truncate_questions
+from utils_qa import postprocess_qa_predictions, prepare_multiple_choice_features, prepare_validation_features
 
 WINDOWS = ["--max_seq_length", "96", "--doc_stride", "32", "--max_question_length", "24"]
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from utils_qa import compute_qa_metrics, normalize_answer
+from metrics import compute_qa_metrics, normalize_answer
 
 
 def test_normalization_ignores_width_case_space_and_punctuation():

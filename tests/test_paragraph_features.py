@@ -4,12 +4,9 @@ import torch
 
 import pytest
 
-from utils_qa import (
-    DataCollatorForMultipleChoice,
-    mask_filler_choices,
-    prepare_multiple_choice_features,
-    truncate_questions,
-)
+from features import DataCollatorForMultipleChoice, mask_filler_choices
+from tokens import truncate_questions
+from utils_qa import prepare_multiple_choice_features
 
 
 def test_each_question_is_paired_with_each_candidate(tokenizer):

@@ -16,14 +16,16 @@ import sys
 
 import pytest
 import torch
+from transformers import AutoModelForMultipleChoice, AutoModelForQuestionAnswering
 
 import inference
 import run_qa
 import run_swag
-from adl_data import run_main
+from cli import run_main
 from conftest import read_json, write_json
 from planted import save_choice_model, save_span_model
-from utils_qa import DataCollatorForMultipleChoice, prepare_multiple_choice_features
+from features import DataCollatorForMultipleChoice
+from utils_qa import prepare_multiple_choice_features
 
 # The first lines of the Thousand Character Classic: none of the planted characters 甲乙丙丁標.
 ORDINARY = "天地玄黃宇宙洪荒日月盈昃辰宿列張寒來暑往秋收冬藏閏餘成歲律呂調陽雲騰致雨露結為霜金生麗水玉出崑岡劍號巨闕珠稱夜光果珍李柰菜重芥薑海鹹河淡鱗潛羽翔龍師火帝鳥官人皇"
@@ -127,7 +129,7 @@ def read_csv_answers(path):
 
 def test_the_planted_models_score_as_designed(planted_models, planted_data, tokenizer):
     """The scores the other tests rely on, read straight from the models."""
-    span_model = inference.AutoModelForQuestionAnswering.from_pretrained(planted_models["span-selection"]).eval()
+    span_model = AutoModelForQuestionAnswering.from_pretrained(planted_models["span-selection"]).eval()
     encoded = tokenizer([QUESTION], ["天甲地乙丙人丁"], return_tensors="pt")
     with torch.no_grad():
         start, end = span_model(**encoded, return_dict=False)[:2]
@@ -137,7 +139,7 @@ def test_the_planted_models_score_as_designed(planted_models, planted_data, toke
     assert dict(zip(tokens, end[0].tolist()))["乙"] == pytest.approx(8.0, abs=1e-4)
     assert sorted(round(x, 4) for x in start[0].tolist())[:-2] == [0.0] * (len(tokens) - 2)
 
-    choice_model = inference.AutoModelForMultipleChoice.from_pretrained(planted_models["paragraph-selection"]).eval()
+    choice_model = AutoModelForMultipleChoice.from_pretrained(planted_models["paragraph-selection"]).eval()
     pairs = tokenizer([QUESTION] * 3, ["標標天地", "天地天地", "標天地天地天地"], padding=True, return_tensors="pt")
     with torch.no_grad():
         logits = choice_model(**{name: tensor[None] for name, tensor in pairs.items()}).logits[0]
@@ -328,7 +330,7 @@ def test_run_qa_predict_writes_the_planted_answers(planted_models, planted_data,
 def test_filler_candidates_count_neither_in_the_loss_nor_in_the_choice(planted_models, tokenizer, tmp_path):
     """A question with 3 candidates and one with 1, in one batch: the loss is the cross-entropy over each question's
     real candidates only, computed here pair by pair."""
-    model = inference.AutoModelForMultipleChoice.from_pretrained(planted_models["paragraph-selection"]).eval()
+    model = AutoModelForMultipleChoice.from_pretrained(planted_models["paragraph-selection"]).eval()
     examples = {"question": [QUESTION, QUESTION], "candidates": [["標標天地", "天地天地", "標天地天"], ["天標"]],
                 "label": [2, 0]}
     features = prepare_multiple_choice_features(examples, tokenizer, max_seq_length=32)

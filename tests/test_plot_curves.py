@@ -13,7 +13,7 @@ from matplotlib import font_manager
 from conftest import ROOT, write_json
 
 import plot_curves
-from adl_data import InputError, run_main
+from cli import InputError, run_main
 
 DEJAVU_SANS = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
 

@@ -21,8 +21,9 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForQuestionAnswering
 
-from adl_data import InputError
-from common import ModelArguments, check_launch, checkpoint_to_resume, load_tokenizer_and_model
+from cli import InputError
+from checkpoints import checkpoint_to_resume, load_tokenizer_and_model
+from training import check_launch, ModelArguments
 from conftest import ROOT, SAMPLES, read_json, write_json
 
 SCRIPT_ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}

@@ -8,15 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from utils_qa import (
-    best_spans_of_windows,
-    best_spans_on_device,
-    merge_character_spans,
-    postprocess_qa_predictions,
-    prepare_train_features,
-    prepare_validation_features,
-    truncate_questions,
-)
+from spans import best_spans_of_windows, best_spans_on_device, merge_character_spans
+from tokens import truncate_questions
+from utils_qa import postprocess_qa_predictions, prepare_train_features, prepare_validation_features
 
 
 def squad_examples(questions, context):
@@ -272,7 +266,7 @@ def test_tied_spans_keep_the_windows_order_however_many_there_are():
 
 
 def test_decoding_on_the_device_gives_the_spans_of_the_numpy_path():
-    """utils_qa.best_spans_on_device against best_spans_of_windows: logits rounded to halves (many ties), windows of
+    """spans.best_spans_on_device against best_spans_of_windows: logits rounded to halves (many ties), windows of
     different lengths and paragraph parts, max_answer_length longer than the windows, n_best_size more than the
     spans: the same spans in the same order, the same scores, the same log partition."""
     rng = np.random.default_rng(5)
@@ -364,7 +358,7 @@ def test_postprocess_returns_empty_answer_when_no_span_is_possible():
 def test_postprocess_reads_the_paragraph_tokens_wherever_they_are_in_a_window():
     """A window with a single paragraph token (a one-character paragraph), and paragraph tokens that are not one run
     (offset_mapping allows None anywhere): a token outside the paragraph splits them into runs, as a separator does
-    between joined candidates (utils_qa.token_runs), and no span crosses it; the special tokens' high logits are never
+    between joined candidates (spans.token_runs), and no span crosses it; the special tokens' high logits are never
     an answer."""
     examples = {"id": ["one", "gaps"], "context": ["景", "景宗王"]}
     features = {"example_id": ["one", "gaps"],

@@ -1,4 +1,4 @@
-"""utils_qa.tokenize_texts must give exactly the tokenizer's own tokens and offsets. For BERT-family tokenizers it
+"""tokens.tokenize_texts must give exactly the tokenizer's own tokens and offsets. For BERT-family tokenizers it
 tokenizes each ideograph alone and the runs of other characters between them (_tokenize_at_ideographs); these tests
 compare it with the tokenizer on the sample paragraphs, on thousands of random hostile texts, and check that
 tokenizers for which that split would be wrong take the tokenizer's own path."""
@@ -10,7 +10,7 @@ import pytest
 from tokenizers import AddedToken, normalizers
 from transformers import AutoTokenizer
 
-import utils_qa
+import tokens as tokens_module
 from make_tiny_model import make_tiny_model
 
 # Characters and strings that stress every boundary of the split: ideographs at both ends of both ranges, the Yijing
@@ -53,7 +53,7 @@ def own_tokens(tokenizer, texts):
 
 
 def assert_same_tokens(tokenizer, texts):
-    ours = utils_qa.tokenize_texts(texts, tokenizer)
+    ours = tokens_module.tokenize_texts(texts, tokenizer)
     assert len(ours) == len(texts)
     for text, tokens, (ids, offsets) in zip(texts, ours, own_tokens(tokenizer, texts)):
         assert tokens.ids.tolist() == ids.tolist(), repr(text)
@@ -69,8 +69,8 @@ def random_texts(seed, count, longest=40):
 
 def test_bert_tokenizers_take_the_ideograph_split(tokenizer, sparse_tokenizer):
     """Otherwise the comparisons below would only test the tokenizer against itself."""
-    assert utils_qa._backend(tokenizer).ideograph_ids is not None
-    assert utils_qa._backend(sparse_tokenizer).ideograph_ids is not None
+    assert tokens_module._backend(tokenizer).ideograph_ids is not None
+    assert tokens_module._backend(sparse_tokenizer).ideograph_ids is not None
 
 
 def test_every_sample_paragraph_and_question_gives_the_tokenizers_own_tokens(
@@ -96,10 +96,10 @@ def test_the_kept_runs_are_dropped_when_full_and_asked_again(tiny_base, monkeypa
     """Runs of other characters are tokenized once and kept (at most RUNS_KEPT): a full store starts again."""
     tokenizer = AutoTokenizer.from_pretrained(tiny_base)
     tokenizer.add_tokens(["kept"])  # a tokenizer of its own, so that no earlier test filled its store
-    monkeypatch.setattr(utils_qa, "RUNS_KEPT", 5)
+    monkeypatch.setattr(tokens_module, "RUNS_KEPT", 5)
     texts = random_texts(21, 200)
     assert_same_tokens(tokenizer, texts)  # more distinct runs than can be kept: none is
-    runs = utils_qa._backend(tokenizer).runs
+    runs = tokens_module._backend(tokenizer).runs
     sizes = [len(runs)]
     for text in texts[:60]:  # a few runs each: kept, found again, or the store starts again
         assert_same_tokens(tokenizer, [text])
@@ -108,7 +108,7 @@ def test_the_kept_runs_are_dropped_when_full_and_asked_again(tiny_base, monkeypa
 
 
 def test_texts_split_across_tokenizer_calls_keep_their_order(tokenizer, sample_context, monkeypatch):
-    monkeypatch.setattr(utils_qa, "CHARACTERS_PER_TOKENIZER_CALL", 50)
+    monkeypatch.setattr(tokens_module, "CHARACTERS_PER_TOKENIZER_CALL", 50)
     assert_same_tokens(tokenizer, sample_context[:8] + ["", "中", "a"] + random_texts(7, 30))
 
 
@@ -117,7 +117,7 @@ def test_texts_of_only_ideographs_only_other_characters_or_nothing(tokenizer, sp
     for each in (tokenizer, sparse_tokenizer):
         assert_same_tokens(each, texts)
         assert_same_tokens(each, [""])
-        assert utils_qa.tokenize_texts([], each) == []
+        assert tokens_module.tokenize_texts([], each) == []
 
 
 def copy_of(tokenizer):
@@ -157,7 +157,7 @@ def test_tokenizers_the_split_would_get_wrong_take_their_own_path(tiny_base, cha
     else:
         option = change.split()[-1] if change.endswith("strip") else "single_word"
         tokenizer.add_tokens([AddedToken("ab", **{option: True})])
-    assert utils_qa._backend(tokenizer).ideograph_ids is None
+    assert tokens_module._backend(tokenizer).ideograph_ids is None
     texts = ["我是中文a b測試ab", "中文", " ab 中ab中 abc", "a b中", "a車", "中a車文"] + random_texts(11, 100)
     assert_same_tokens(tokenizer, texts)
 
@@ -168,19 +168,19 @@ def test_special_tokens_read_as_text_when_the_tokenizer_says_so(tiny_base):
     splitting = AutoTokenizer.from_pretrained(tiny_base, split_special_tokens=True)
     texts = ["[SEP]", "中[MASK]文", "a [CLS] b"] + random_texts(5, 100)
     assert_same_tokens(splitting, texts)
-    assert len(utils_qa.tokenize_texts(["[SEP]"], splitting)[0].ids) > 1
+    assert len(tokens_module.tokenize_texts(["[SEP]"], splitting)[0].ids) > 1
     usual = AutoTokenizer.from_pretrained(tiny_base)
-    assert utils_qa.tokenizer_fingerprint(splitting) != utils_qa.tokenizer_fingerprint(usual)
+    assert tokens_module.tokenizer_fingerprint(splitting) != tokens_module.tokenizer_fingerprint(usual)
     assert_same_tokens(usual, texts)
 
 
 def test_tokenizers_with_the_same_files_share_one_backend(tokenizer):
     """The paragraph-selection and span-selection tokenizers of one family are read from two folders: their
-    paragraphs are tokenized once (inference.ParagraphTokens keys them by this fingerprint)."""
+    paragraphs are tokenized once (tokens_module.ParagraphTokens keys them by this fingerprint)."""
     other = copy_of(tokenizer)
     assert other is not tokenizer
-    assert utils_qa.tokenizer_fingerprint(other) == utils_qa.tokenizer_fingerprint(tokenizer)
-    assert utils_qa._backend(other) is utils_qa._backend(tokenizer)
+    assert tokens_module.tokenizer_fingerprint(other) == tokens_module.tokenizer_fingerprint(tokenizer)
+    assert tokens_module._backend(other) is tokens_module._backend(tokenizer)
     changed = copy_of(tokenizer)
     changed.add_tokens(["新詞"])
-    assert utils_qa.tokenizer_fingerprint(changed) != utils_qa.tokenizer_fingerprint(tokenizer)
+    assert tokens_module.tokenizer_fingerprint(changed) != tokens_module.tokenizer_fingerprint(tokenizer)

@@ -10,7 +10,7 @@ import pytest
 
 import run_qa
 import run_swag
-from adl_data import run_main
+from cli import run_main
 from conftest import SAMPLES, call_failing, read_json, run_script, write_json
 
 SCRIPTS = {"run_swag.py": run_swag.main, "run_qa.py": run_qa.main}

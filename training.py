@@ -1,31 +1,26 @@
-"""What the training scripts (run_swag.py, run_qa.py, run_intent.py, run_slot.py) share: their common arguments,
-model loading (with the label names of a classification task), logging, checkpoint resumption and accuracy."""
+"""What the training scripts (run_swag.py, run_qa.py, run_intent.py, run_slot.py) share: their arguments and the
+checks on them, logging, the data splits of a classification task and its label names, and training, evaluating
+and saving with the Trainer. Loading the model and resuming a checkpoint: checkpoints.py."""
 
-import json
 import logging
 import math
 import os
-import re
 import sys
 import warnings
 from dataclasses import dataclass, field
 from functools import partial
 
 import datasets
-import numpy as np
 import transformers
 from datasets import Dataset
-from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers import HfArgumentParser, TrainingArguments
 
-from adl_data import InputError, OneLineErrors, check_known_labels, write_predictions_csv
-from utils_qa import MAX_QUESTION_LENGTH, MAX_SEQ_LENGTH, check_model_reads
+from adl_data import check_known_labels
+from cli import InputError, OneLineErrors, one_line
+from outputs import write_predictions_csv
+from features import MAX_QUESTION_LENGTH, MAX_SEQ_LENGTH
 
 logger = logging.getLogger(__name__)
-
-_CHECKPOINT_NAME = re.compile(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)")
-# What the Trainer writes last into a checkpoint (transformers.trainer.TRAINER_STATE_NAME).
-TRAINER_STATE_NAME = "trainer_state.json"
 
 
 @dataclass
@@ -158,7 +153,7 @@ def parse_arguments(argument_classes):
             parsed = parser.parse_args_into_dataclasses()
     except ValueError as error:
         # TrainingArguments checks combinations of flags (e.g. --load_best_model_at_end with unmatched strategies).
-        raise InputError(f"invalid arguments: {_one_line(error)}") from None
+        raise InputError(f"invalid arguments: {one_line(error)}") from None
     for arguments in parsed:
         if isinstance(arguments, TrainingArguments):
             check_launch(arguments)
@@ -236,65 +231,6 @@ def setup_logging(training_args):
     )
 
 
-def load_tokenizer_and_model(
-    model_args, auto_model_class, seed, max_seq_length=None, label_names=None, tokenizer_options=None
-):
-    """Loads the (fast) tokenizer and the model, pretrained or, with --from_scratch, randomly initialised.
-
-    The random weights (the new task head of a pretrained model; all of them with --from_scratch) follow `seed`.
-    With `max_seq_length`, first checks that the model can read sequences that long with this tokenizer.
-    `label_names` (a classification task's labels, from its training file) go into the config as id2label/label2id,
-    so that the saved model predicts names; a model already trained on the same labels keeps its own order (and its
-    head), any other gets a new head of one output per label. `tokenizer_options` go to the tokenizer's loading.
-    """
-    source = model_args.model_name_or_path
-    hub_options = {
-        "cache_dir": model_args.cache_dir,
-        "revision": model_args.model_revision,
-        "trust_remote_code": model_args.trust_remote_code,
-    }
-    config_source = model_args.config_name or source
-    tokenizer_source = model_args.tokenizer_name or source
-    try:
-        config = AutoConfig.from_pretrained(config_source, **hub_options)
-    except (OSError, ValueError) as error:
-        raise InputError(f"{config_source}: cannot load the model config ({_one_line(error)})") from None
-    if model_args.config_overrides:
-        try:
-            config.update_from_string(model_args.config_overrides)
-        except ValueError as error:
-            raise InputError(f"--config_overrides {model_args.config_overrides!r}: {_one_line(error)}") from None
-        logger.info(f"Config after --config_overrides: {config}")
-    new_head = label_names is not None and sorted(config.id2label.values()) != sorted(label_names)
-    if new_head:
-        config.id2label = dict(enumerate(label_names))
-        config.label2id = {name: index for index, name in enumerate(label_names)}
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **hub_options, **(tokenizer_options or {}))
-    except (OSError, ValueError) as error:
-        raise InputError(f"{tokenizer_source}: cannot load the tokenizer ({_one_line(error)})") from None
-    if not tokenizer.is_fast:
-        raise InputError(
-            f"{tokenizer_source}: a fast tokenizer is needed (character offsets), got {type(tokenizer).__name__}"
-        )
-    problem = max_seq_length and check_model_reads(config, tokenizer, max_seq_length)
-    if problem:
-        raise InputError(f"{source}: {problem}")
-
-    set_seed(seed)
-    try:
-        if model_args.from_scratch:
-            model = auto_model_class.from_config(config, trust_remote_code=model_args.trust_remote_code)
-            logger.info(f"Training from scratch: {model.num_parameters():,} randomly initialised parameters")
-        else:
-            model = auto_model_class.from_pretrained(
-                source, config=config, ignore_mismatched_sizes=new_head, **hub_options
-            )
-    except (OSError, ValueError) as error:
-        raise InputError(f"{source}: cannot load the model ({_one_line(error)})") from None
-    return tokenizer, model
-
-
 def load_labelled_splits(data_args, training_args, load_records, label_field):
     """Reads and validates the files of a classification run (intent or slot).
 
@@ -369,61 +305,6 @@ def write_submission(trainer, records, predictions, column):
         logger.info(f"Wrote the predicted {column} of {len(ids)} utterances to {path}")
 
 
-def compute_accuracy(eval_prediction):
-    """The share of examples whose highest logit is their label (Trainer compute_metrics)."""
-    predicted = np.argmax(eval_prediction.predictions, axis=1)
-    return {"accuracy": float((predicted == eval_prediction.label_ids).mean())}
-
-
-def checkpoint_to_resume(training_args):
-    """The checkpoint training continues from: --resume_from_checkpoint, else the last complete one in --output_dir.
-
-    The Trainer writes a checkpoint's trainer_state.json last, so a checkpoint without a readable one was cut short
-    (the run was killed while saving it): it is skipped, and training continues from the one before.
-    """
-    if not training_args.do_train:
-        return None
-    if training_args.resume_from_checkpoint is not None:
-        if not os.path.isdir(training_args.resume_from_checkpoint):
-            raise InputError(f"{training_args.resume_from_checkpoint}: --resume_from_checkpoint is not a directory")
-        if not _is_complete_checkpoint(training_args.resume_from_checkpoint):
-            raise InputError(
-                f"{training_args.resume_from_checkpoint}: --resume_from_checkpoint is not a complete checkpoint "
-                f"(no readable {TRAINER_STATE_NAME}; the run was probably stopped while saving it): pass an earlier one"
-            )
-        return training_args.resume_from_checkpoint
-    if os.path.isdir(training_args.output_dir):
-        for checkpoint in _checkpoints_newest_first(training_args.output_dir):
-            if _is_complete_checkpoint(checkpoint):
-                logger.warning(
-                    f"Resuming training from {checkpoint}, the last complete checkpoint in --output_dir "
-                    "(use another --output_dir to start over)."
-                )
-                return checkpoint
-            logger.warning(
-                f"Skipping {checkpoint}: incomplete (no readable {TRAINER_STATE_NAME}; stopped while saving)."
-            )
-    return None
-
-
-def _checkpoints_newest_first(output_dir):
-    steps = {}
-    for name in os.listdir(output_dir):
-        match = _CHECKPOINT_NAME.fullmatch(name)
-        if match and os.path.isdir(os.path.join(output_dir, name)):
-            steps[os.path.join(output_dir, name)] = int(match.group(1))
-    return sorted(steps, key=steps.get, reverse=True)
-
-
-def _is_complete_checkpoint(checkpoint):
-    try:
-        with open(os.path.join(checkpoint, TRAINER_STATE_NAME), encoding="utf-8") as file:
-            json.load(file)
-    except (OSError, ValueError):
-        return False
-    return True
-
-
 def train_and_save(trainer, resume_from, train_samples):
     """Trains (from `resume_from` when given), then saves the model with its tokenizer, the metrics and the state."""
     result = trainer.train(resume_from_checkpoint=resume_from)
@@ -447,5 +328,3 @@ def first_n(records, n):
     return records if n is None else records[:n]
 
 
-def _one_line(error):
-    return " ".join(str(error).split())

@@ -1,0 +1,102 @@
+"""What every entry point shares: the error users can cause (InputError), one-line errors instead of tracebacks, the
+command-line types with their bounds, and run_main, which ends a script with one line and the usual exit status.
+
+Errors we cause are not InputErrors: they end in a traceback, loudly, as they should.
+"""
+
+import argparse
+import signal
+import sys
+
+
+class InputError(Exception):
+    """A problem with something the user gave us (a data file, a model directory, an output path, a flag).
+
+    The message is one line that names the file, the record and the field; entry points print it without a traceback.
+    """
+
+
+class OneLineErrors:
+    """Mixed into an argparse parser: a bad command line gets one line (not the usage block), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+class ArgumentParser(OneLineErrors, argparse.ArgumentParser):
+    """The command-line parser of the scripts that do not take the Trainer's flags."""
+
+
+def bounded_int(minimum: int, maximum: int | None = None):
+    """An argparse type: an integer from `minimum` to `maximum` (no upper bound when None).
+
+    Args:
+        minimum: the smallest value accepted.
+        maximum: the largest value accepted, or None.
+
+    Returns:
+        A function that argparse calls on the flag's text.
+    """
+
+    def parse(text):
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"must be at least {minimum}, got {value}" if minimum != 0 else f"must be 0 or more, got {value}"
+            )
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:,}, got {short_number(value)}")
+        return value
+
+    parse.__name__ = "integer"  # what argparse names in "invalid integer value"
+    return parse
+
+
+positive_int = bounded_int(1)
+non_negative_int = bounded_int(0)
+
+
+def short_number(value) -> str:
+    """A number as it fits in a one-line message: an integer of hundreds of digits is shown by its length."""
+    text = str(value)
+    return text if len(text) <= 20 else f"{text[:8]}... ({len(text.lstrip('-'))} digits)"
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line, cut to `limit` characters (a library's message can be a page long)."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Terminated(BaseException):
+    """SIGTERM (a grading harness's timeout, `kill`), raised like Ctrl-C's KeyboardInterrupt so that the same clean-up
+    runs: temporary output files are removed."""
+
+
+def _raise_terminated(signal_number, frame):
+    raise Terminated()
+
+
+def run_main(main) -> None:
+    """Runs an entry point; an InputError ends it with one line on stderr and exit status 1, not a traceback.
+
+    Ctrl-C and SIGTERM end it with one line too, and the shell's usual status (130, 143); the temporary files of
+    outputs not yet complete are removed on the way out, so nothing partial is left.
+
+    Args:
+        main: the entry point, called without arguments.
+    """
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        main()
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("error: interrupted (Ctrl-C); no output was written", file=sys.stderr)
+        sys.exit(130)
+    except Terminated:
+        print("error: terminated (SIGTERM); no output was written", file=sys.stderr)
+        sys.exit(143)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
