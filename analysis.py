@@ -1,7 +1,7 @@
-"""End-to-end evaluation of inference.py on labelled questions (valid.json): the metrics the leaderboard measures, and
-an error analysis that sorts every answer into a category.
+"""How inference.py did on labelled questions (valid.json): the metrics the leaderboard measures (the answer metrics),
+and an error analysis that sorts every answer into a category.
 
-- exact match and F1 in [0, 100] (utils_qa.compute_qa_metrics: the project's Chinese normalisation), over all
+- exact match and F1 in [0, 100] (metrics.compute_qa_metrics: the project's Chinese normalisation), over all
   questions and split by whether the answer comes from the gold paragraph;
 - paragraph accuracy in [0, 1], of paragraph selection alone (its most probable candidate) and of the paragraph the
   answer comes from (they differ only with joint decoding, --top_k_paragraphs > 1);
@@ -10,18 +10,28 @@ an error analysis that sorts every answer into a category.
   (gold paragraph, no overlap).
 """
 
-import json
+import math
 
-from outputs import write_atomically
 from metrics import compute_qa_metrics, normalize_answer
+from outputs import json_lines_writer
 
 FILES = ("errors.jsonl", "summary.md")
 CATEGORIES = ("right", "wrong paragraph", "partial overlap", "wrong span")
 EXAMPLES_PER_CATEGORY = 3
 
 
-def category(question, paragraph, start, end, text):
-    """The category of one answer (see the top of this module); `paragraph` is None when there is no answer."""
+def category(question: dict, paragraph: int | None, start: int, end: int, text: str) -> str:
+    """The category of one answer (see the top of this module).
+
+    Args:
+        question: a labelled question (adl_data.load_questions with its "relevant" and "answer").
+        paragraph: the paragraph the answer comes from, None when there is no answer.
+        start, end: the answer's characters in that paragraph.
+        text: the answer.
+
+    Returns:
+        One of CATEGORIES.
+    """
     gold = question["answer"]
     if normalize_answer(text) == normalize_answer(gold["text"]):
         return "right"
@@ -37,14 +47,23 @@ def _answer_of(prediction, index):
     return (best[0].paragraph, best[0].start, best[0].end, best[0].text) if best else (None, -1, -1, "")
 
 
-def end_to_end_metrics(questions, prediction):
-    """The metrics of a Prediction (inference.py) of labelled questions, as a JSON-ready dict."""
+def answer_metrics(questions: list[dict], prediction) -> dict:
+    """The metrics of a Prediction (inference.py) of labelled questions, as a JSON-ready dict (metrics.json).
+
+    Args:
+        questions: the labelled questions, in the order predicted.
+        prediction: inference.Prediction.
+
+    Returns:
+        Exact match and F1 over all questions and split by the answer's paragraph, the two paragraph accuracies, and
+        the count of each category.
+    """
     references = {q["id"]: [q["answer"]["text"]] for q in questions}
     metrics = {"questions": len(questions), **compute_qa_metrics(prediction.answers, references)}
     metrics["paragraph_selection_accuracy"] = sum(
-        chosen == q["relevant"] for q, chosen in zip(questions, prediction.stage1_paragraphs)
+        chosen == q["relevant"] for q, chosen in zip(questions, prediction.selected_paragraphs)
     ) / len(questions)
-    right = [p == q["relevant"] for q, p in zip(questions, prediction.paragraphs)]
+    right = [p == q["relevant"] for q, p in zip(questions, prediction.answer_paragraphs)]
     metrics["answer_paragraph_accuracy"] = sum(right) / len(questions)
     for name, wanted in (("gold_paragraph", True), ("other_paragraph", False)):
         ids = [q["id"] for q, is_right in zip(questions, right) if is_right == wanted]
@@ -59,7 +78,8 @@ def end_to_end_metrics(questions, prediction):
     return metrics
 
 
-def metrics_line(metrics):
+def metrics_line(metrics: dict) -> str:
+    """The answer metrics in one line of the log."""
     return (
         f"end to end on {metrics['questions']} labelled questions: exact match {metrics['exact_match']:.2f}, "
         f"F1 {metrics['f1']:.2f} (in [0, 100]); paragraph accuracy {metrics['paragraph_selection_accuracy']:.4f} "
@@ -82,13 +102,13 @@ def error_records(questions, context, prediction):
                 "category": category(question, paragraph, start, end, text),
                 "gold_paragraph": question["relevant"],
                 "gold_answer": question["answer"],
-                "paragraph_selection": prediction.stage1_paragraphs[index],
+                "paragraph_selection": prediction.selected_paragraphs[index],
                 "answer_paragraph": paragraph,
                 "prediction": {"text": text, "start": start},
                 "exact_match": scores["exact_match"],
                 "f1": scores["f1"],
                 "nbest": [
-                    {"paragraph": a.paragraph, "start": a.start, "text": a.text, "score": round(a.score, 4)}
+                    {"paragraph": a.paragraph, "start": a.start, "text": a.text, "score": _json_score(a.score)}
                     for a in prediction.nbest[index]
                 ],
             }
@@ -143,13 +163,23 @@ def summary_markdown(records, context, metrics):
     return "\n".join(lines) + "\n"
 
 
-def write_analysis(questions, context, prediction, paths):
-    """errors.jsonl and summary.md, to the paths inference.output_paths checked."""
+def _json_score(score):
+    """A score as strict JSON holds it: rounded, and null for -inf (a span outside every ensemble member's n best has
+    probability 0)."""
+    return round(score, 4) if math.isfinite(score) else None
+
+
+def analysis_writers(questions: list[dict], context: list[str], prediction) -> dict:
+    """The writers of errors.jsonl and summary.md (for an outputs.OutputPlan), by file name.
+
+    Args:
+        questions: the labelled questions, in the order predicted.
+        context: the paragraphs.
+        prediction: inference.Prediction, with its metrics.
+
+    Returns:
+        {"errors.jsonl": writer, "summary.md": writer}.
+    """
     records = error_records(questions, context, prediction)
-    write_atomically(
-        paths["errors.jsonl"],
-        lambda file: file.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records),
-    )
-    write_atomically(
-        paths["summary.md"], lambda file: file.write(summary_markdown(records, context, prediction.metrics))
-    )
+    summary = summary_markdown(records, context, prediction.metrics)
+    return {"errors.jsonl": json_lines_writer(records), "summary.md": lambda file: file.write(summary)}

@@ -38,12 +38,10 @@ class StageStats:
         self.seconds[name] = self.seconds.get(name, 0.0) + seconds
 
 
-def padded_batches(sequences, pad_token_id, batch_size):
-    """Yields (positions, input tensors) over `sequences` ((input_ids, token_type_ids or None, extras) triples),
-    longest first, each batch padded to its own longest sequence. The extras of the sequences follow as one tensor
-    each: integers (a window's paragraph bounds, for a SpanDecoder) as (batch,), arrays of one integer per token (the
-    runs of paragraph tokens, for a JoinedSpanDecoder) as (batch, length), padded with -1."""
-    lengths = np.array([len(input_ids) for input_ids, _, _ in sequences])
+def padded_batches(sequences, pad_token_id: int, batch_size: int):
+    """Yields (positions, [input_ids, attention_mask, token_type_ids] tensors) over `sequences` ((input_ids,
+    token_type_ids or None) pairs), longest first, each batch padded to its own longest sequence."""
+    lengths = np.array([len(input_ids) for input_ids, _ in sequences])
     order = np.argsort(-lengths, kind="stable")
     for batch_start in range(0, len(order), batch_size):
         positions = order[batch_start : batch_start + batch_size]
@@ -52,22 +50,12 @@ def padded_batches(sequences, pad_token_id, batch_size):
         attention_mask = np.zeros((len(positions), width), dtype=np.int64)
         token_type_ids = np.zeros((len(positions), width), dtype=np.int64)
         for row, position in enumerate(positions):
-            ids, types, _ = sequences[position]
+            ids, types = sequences[position]
             input_ids[row, : len(ids)] = ids
             attention_mask[row, : len(ids)] = 1
             if types is not None:
                 token_type_ids[row, : len(ids)] = types
-        extras = []
-        for column in zip(*(sequences[position][2] for position in positions)):
-            if np.ndim(column[0]) == 0:
-                extras.append(np.array(column, dtype=np.int64))
-            else:
-                per_token = np.full((len(positions), width), -1, dtype=np.int64)
-                for row, values in enumerate(column):
-                    per_token[row, : len(values)] = values
-                extras.append(per_token)
-        tensors = [input_ids, attention_mask, token_type_ids, *extras]
-        yield positions, [torch.from_numpy(np.ascontiguousarray(array)) for array in tensors]
+        yield positions, [torch.from_numpy(array) for array in (input_ids, attention_mask, token_type_ids)]
 
 
 def _in_background(iterator, depth):
@@ -114,16 +102,28 @@ def chunk_sizes(batch_size, overlap):
         size = min(SEQUENCES_PER_CHUNK, 2 * size)
 
 
-def run_model(keyed_sequences, forward, pad_token_id, args, device, stats, consume, overlap, per_token=True):
-    """Runs `forward` over `keyed_sequences` ((key, input_ids, token_type_ids, extra integers) tuples, any number) and
-    calls consume(keys, outputs) once per batch, in order; outputs holds per sequence a tuple of its rows of the
-    forward's outputs: a scalar score, or arrays trimmed to the sequence's length when `per_token` (logits), or the
-    whole row (a SpanDecoder's n best spans). Sequences are taken a chunk at a time (chunk_sizes), sorted by length
-    within the chunk, and each batch is padded to its own longest.
+def run_model(keyed_sequences, forward, pad_token_id: int, args, device, stats, consume, overlap: bool) -> None:
+    """Runs `forward` over `keyed_sequences` and calls consume(keys, outputs) once per batch, in order. Sequences are
+    taken a chunk at a time (chunk_sizes), sorted by length within the chunk, and each batch is padded to its own
+    longest.
 
     With `overlap`, preparing the batches (assembling and padding) and consuming the outputs run in two threads beside
     the forward passes, so that on a GPU the CPU work hides behind the device's: the preparing thread may run a whole
-    chunk ahead, so that it builds the next chunk while the device runs the last one."""
+    chunk ahead, so that it builds the next chunk while the device runs the last one, and the first chunks are small
+    so that the device starts at once (benchmarks/speed_mechanisms.py: a plain prefetch of the next batches is slower
+    than none, as each chunk is prepared whole before its first batch).
+
+    Args:
+        keyed_sequences: (key, input_ids, token_type_ids or None) tuples, any number (a generator).
+        forward: the model (exports.PairScorer or SpanScorer, or their exports): input tensors -> output tensors.
+        pad_token_id: the tokenizer's padding token.
+        args: with `batch_size`, sequences per forward pass.
+        device: where the model runs.
+        stats: the StageStats that get the counts and times.
+        consume: called with the keys of a batch and, per sequence, a tuple of its rows of the outputs: a score, or
+            logits trimmed to the sequence's length.
+        overlap: whether to use the background threads.
+    """
 
     def prepared_batches():
         sequences = iter(keyed_sequences)
@@ -132,7 +132,7 @@ def run_model(keyed_sequences, forward, pad_token_id, args, device, stats, consu
             chunk = list(itertools.islice(sequences, size))
             if not chunk:
                 return
-            lengths = [len(input_ids) for _, input_ids, _, _ in chunk]
+            lengths = [len(input_ids) for _, input_ids, _ in chunk]
             batches = padded_batches([sequence[1:] for sequence in chunk], pad_token_id, args.batch_size)
             stats.add_time("prepare", time.perf_counter() - start)
             while True:
@@ -166,7 +166,7 @@ def run_model(keyed_sequences, forward, pad_token_id, args, device, stats, consu
                 (output.float() if output.is_floating_point() else output).cpu().numpy() for output in forward(*inputs)
             ]
             outputs = [
-                tuple(result[row, :length] if per_token and result.ndim == 2 else result[row] for result in results)
+                tuple(result[row, :length] if result.ndim == 2 else result[row] for result in results)
                 for row, length in enumerate(lengths)
             ]
             stats.add_time("model", time.perf_counter() - start)

@@ -90,13 +90,20 @@ def run_main(main) -> None:
     try:
         main()
     except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+        _fail(f"error: {error}", 1)
     except KeyboardInterrupt:
-        print("error: interrupted (Ctrl-C); no output was written", file=sys.stderr)
-        sys.exit(130)
+        _fail("error: interrupted (Ctrl-C); no output was written", 130)
     except Terminated:
-        print("error: terminated (SIGTERM); no output was written", file=sys.stderr)
-        sys.exit(143)
+        _fail("error: terminated (SIGTERM); no output was written", 143)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _fail(line, status):
+    """Ends with `line` as the last line of stderr: progress bars cut short by the error are closed first, or they
+    would draw themselves once more after it when the interpreter exits."""
+    if "tqdm" in sys.modules:
+        for bar in list(getattr(sys.modules["tqdm"].tqdm, "_instances", ())):
+            bar.close()
+    print(line, file=sys.stderr)
+    sys.exit(status)

@@ -1,9 +1,11 @@
 """The models as inference runs them: scorers that give plain tensors (eagerly), and their exports (TorchScript,
 torch.export), cached in <checkpoint>/exported/ and reused while the weights and settings stay the same."""
 
+import io
 import json
 import logging
 import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -12,7 +14,6 @@ import torch
 
 from cli import one_line
 from long_context import question_global_attention
-from spans import best_spans_on_device
 
 logger = logging.getLogger(__name__)
 
@@ -57,64 +58,27 @@ class SpanScorer(torch.nn.Module):
         )[:2]
 
 
-class SpanDecoder(torch.nn.Module):
-    """A question-answering model followed by span decoding (utils_qa.best_spans_on_device), both on the device: each
-    window's n best spans (start tokens, end tokens, scores) and its log partition come back, not its logits."""
-
-    def __init__(self, model, max_answer_length, n_best_size, question_end_token=None):
-        super().__init__()
-        self.scorer = SpanScorer(model, question_end_token)
-        self.max_answer_length, self.n_best_size = max_answer_length, n_best_size
-
-    def forward(self, input_ids, attention_mask, token_type_ids, context_start, context_end):
-        start_logits, end_logits = self.scorer(input_ids, attention_mask, token_type_ids)
-        return best_spans_on_device(
-            start_logits, end_logits, context_start, context_end, self.max_answer_length, self.n_best_size
-        )
-
-
-class JoinedSpanDecoder(SpanDecoder):
-    """A SpanDecoder for windows over joined candidates (--end_to_end): it also takes each token's run of paragraph
-    tokens (utils_qa.token_runs, -1 for the question, the separators and padding), so that no span crosses a
-    separator on the device either."""
-
-    def forward(self, input_ids, attention_mask, token_type_ids, context_start, context_end, runs):
-        start_logits, end_logits = self.scorer(input_ids, attention_mask, token_type_ids)
-        return best_spans_on_device(
-            start_logits, end_logits, context_start, context_end, self.max_answer_length, self.n_best_size, runs
-        )
-
-
-def _example_inputs(module, device):
-    """A small batch to trace or export with; one row is padded so that the attention mask is really used (and, for
-    a SpanDecoder, the rows' paragraph bounds; for a JoinedSpanDecoder, their runs of paragraph tokens, two in the
-    first row)."""
+def _example_inputs(device):
+    """A small batch to trace or export with; one row is padded so that the attention mask is really used."""
     input_ids = torch.randint(5, 100, (2, 16), device=device)
     attention_mask = torch.ones_like(input_ids)
     attention_mask[1, 9:] = 0
-    inputs = (input_ids, attention_mask, torch.zeros_like(input_ids))
-    if isinstance(module, SpanDecoder):
-        inputs += (torch.tensor([3, 2], device=device), torch.tensor([15, 9], device=device))
-    if isinstance(module, JoinedSpanDecoder):
-        runs = torch.full((2, 16), -1, device=device)
-        runs[0, 3:8], runs[0, 9:15], runs[1, 2:9] = 0, 1, 0
-        inputs += (runs,)
-    return inputs
+    return input_ids, attention_mask, torch.zeros_like(input_ids)
 
 
-def _export_stamp(checkpoint, device, dtype, settings):
+def _export_stamp(checkpoint, device, dtype, max_seq_length):
     weights = sorted(checkpoint.glob("*.safetensors"))
     return {
         "weights": [[w.name, w.stat().st_size, w.stat().st_mtime_ns] for w in weights],
         "torch": torch.__version__,
         "device": device.type,
         "dtype": str(dtype),
-        **settings,
+        "max_seq_length": max_seq_length,
     }
 
 
 def _export(module, kind, device, max_seq_length):
-    example = _example_inputs(module, device)
+    example = _example_inputs(device)
     with warnings.catch_warnings():
         # Tracing warns about Python values it records as constants and about TorchScript's deprecation; both are
         # expected: the predictions of the exported model are compared with eager ones in the tests.
@@ -126,19 +90,32 @@ def _export(module, kind, device, max_seq_length):
         return torch.export.export(module, example, dynamic_shapes=dynamic)
 
 
-def exported_forward(module, kind, checkpoint, device, dtype, max_seq_length):
-    """The exported version of `module`, cached in <checkpoint>/exported/ and reused while the weights, torch
-    version, device, dtype, longest sequence (and a SpanDecoder's settings) stay the same."""
+def exported_forward(module, kind: str, checkpoint, device, dtype, max_seq_length: int):
+    """The exported version of a scorer, cached in <checkpoint>/exported/ and reused while the weights, torch version,
+    device, dtype and longest sequence stay the same.
+
+    The cache is a convenience, never a reason to fail: the export is serialised in memory first (torch's own file
+    writer aborts the whole process on a full disk), then written beside its destination and renamed, the stamp
+    last; when that cannot be done (a full disk, a read-only checkpoint) nothing partial is left and the export runs
+    uncached, with a warning. A cache file damaged since is exported again.
+
+    Args:
+        module: a PairScorer or SpanScorer on `device`.
+        kind: "torchscript" or "torch_export".
+        checkpoint: the checkpoint folder.
+        device, dtype: where and in what precision it runs.
+        max_seq_length: the longest sequence it will be given.
+
+    Returns:
+        A callable with the scorer's inputs and outputs.
+    """
     checkpoint = Path(checkpoint)
     suffix = "pt" if kind == "torchscript" else "pt2"
     cache = (
         checkpoint / "exported" / f"{type(module).__name__}-{kind}-{device.type}-{str(dtype).split('.')[-1]}.{suffix}"
     )
     stamp_path = cache.with_suffix(".json")
-    settings = {"max_seq_length": max_seq_length}
-    if isinstance(module, SpanDecoder):
-        settings.update(max_answer_length=module.max_answer_length, n_best_size=module.n_best_size)
-    stamp = _export_stamp(checkpoint, device, dtype, settings)
+    stamp = _export_stamp(checkpoint, device, dtype, max_seq_length)
     if cache.exists() and stamp_path.exists() and _read_stamp(stamp_path) == stamp:
         logger.info(f"Reusing the {kind} export {cache}")
         try:
@@ -151,19 +128,30 @@ def exported_forward(module, kind, checkpoint, device, dtype, max_seq_length):
     start = time.perf_counter()
     exported = _export(module, kind, device, max_seq_length)
     logger.info(f"Exported {checkpoint} with {kind} in {time.perf_counter() - start:.1f} s")
+    buffer = io.BytesIO()
+    if kind == "torchscript":
+        torch.jit.save(exported, buffer)
+    else:
+        torch.export.save(exported, buffer)
     try:
         cache.parent.mkdir(exist_ok=True)
-        # Written beside and renamed, stamp last: an interrupted run leaves no cache that looks complete.
-        partial = cache.with_name(f".{cache.stem}.{os.getpid()}.tmp{cache.suffix}")
-        if kind == "torchscript":
-            exported.save(str(partial))
-        else:
-            torch.export.save(exported, str(partial))
-        os.replace(partial, cache)
-        stamp_path.write_text(json.dumps(stamp))
+        _write_beside(cache, buffer.getvalue())
+        _write_beside(stamp_path, json.dumps(stamp).encode())
     except OSError as error:
-        logger.warning(f"Could not cache the export in {cache.parent} ({error.strerror}); it is used uncached")
+        logger.warning(f"Could not cache the export in {cache.parent} ({error.strerror}); it runs uncached")
     return exported if kind == "torchscript" else exported.module()
+
+
+def _write_beside(path, data):
+    """Writes `data` to a temporary file beside `path` and renames it over `path`; removes it when that fails."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
 
 
 def _read_stamp(path):

@@ -28,6 +28,17 @@ MAX_QUESTION_LENGTH = 96
 
 
 @dataclass(frozen=True)
+class WindowSettings:
+    """How a model reads a question with a paragraph: sequences of at most `max_seq_length` tokens, the question cut
+    to `max_question_length` tokens, consecutive windows of a long paragraph sharing `doc_stride` tokens. A checkpoint
+    carries the settings it was trained with (checkpoints.window_settings)."""
+
+    max_seq_length: int = MAX_SEQ_LENGTH
+    doc_stride: int = DOC_STRIDE
+    max_question_length: int = MAX_QUESTION_LENGTH
+
+
+@dataclass(frozen=True)
 class PairTemplate:
     """How a tokenizer joins a question and a paragraph into one sequence: `prefix` question `middle` paragraph
     `suffix` (BERT: [CLS] q [SEP] p [SEP]; RoBERTa: <s> q </s></s> p </s>), and the token type of each of the five

@@ -29,6 +29,7 @@ no partial output (adl_data.write_atomically has the rules for links, devices an
 """
 
 
+import argparse
 import collections
 import logging
 import sys
@@ -42,36 +43,53 @@ import transformers
 
 import analysis
 from adl_data import load_context, load_questions
-from batching import StageStats, run_model
-from checkpoints import PARAGRAPH_SELECTION, SPAN_SELECTION, load_checkpoint
-from cli import ArgumentParser, InputError, non_negative_int, positive_int, run_main
-from decoding import SpanCandidates, decode, merge_span_candidates, paragraph_log_probs, spans_of_each_paragraph, top_paragraphs
-from exports import JoinedSpanDecoder, PairScorer, SpanDecoder, SpanScorer, exported_forward
-from features import DOC_STRIDE, MAX_QUESTION_LENGTH, MAX_SEQ_LENGTH, PairTemplate, check_window_fits, question_windows
+from batching import SEQUENCES_PER_CHUNK, StageStats, run_model
+from checkpoints import (
+    PARAGRAPH_SELECTION,
+    SPAN_SELECTION,
+    checkpoint_config,
+    load_checkpoint,
+    trained_settings,
+    window_settings,
+)
+from cli import ArgumentParser, InputError, bounded_int, non_negative_int, positive_int, run_main
+from decoding import (
+    SpanCandidates,
+    decode,
+    merge_span_candidates,
+    paragraph_log_probs,
+    spans_of_each_paragraph,
+    top_paragraphs,
+)
+from exports import PairScorer, SpanScorer, exported_forward
+from features import DOC_STRIDE, MAX_QUESTION_LENGTH, MAX_SEQ_LENGTH, PairTemplate, WindowSettings, check_window_fits
+from features import question_windows
 from long_context import has_sparse_attention, keep_block_sparse_attention, question_end_token
-from outputs import check_output_path, write_json, write_predictions_csv
+from outputs import OutputPlan, csv_writer, json_writer
 from spans import (
     MAX_ANSWER_LENGTH,
+    MAX_N_BEST_SIZE,
     N_BEST_SIZE,
-    WindowSpans,
     best_spans_of_windows,
     character_offsets,
     character_spans,
     merge_character_spans,
-    token_runs,
 )
+from submission import read_settings
 from tokens import CandidateTokens, ParagraphTokens, question_token_ids
 
 logger = logging.getLogger("inference")
 
 ROOT = Path(__file__).resolve().parent
-DEFAULT_MC_MODEL = ROOT / "models" / "paragraph-selection"
-DEFAULT_QA_MODEL = ROOT / "models" / "span-selection"
+MODELS = ROOT / "models"
+DEFAULT_MC_MODEL = MODELS / "paragraph-selection"
+DEFAULT_QA_MODEL = MODELS / "span-selection"
 # Chosen by measurement (docs/inference.md, "Joint decoding"): the paragraphs whose spans compete for the answer.
 TOP_K_PARAGRAPHS = 1
 
 
 def parse_arguments(argv=None):
+    """The command line, with the defaults of models/inference.json (submission.py) when it names no model."""
     parser = ArgumentParser(description="Two-stage Chinese QA inference: writes id,answer rows to a CSV.")
     parser.add_argument("--context_file", required=True, help="context.json: the list of all paragraphs.")
     parser.add_argument("--test_file", required=True, help="test.json: the questions with their candidate paragraphs.")
@@ -81,28 +99,28 @@ def parse_arguments(argv=None):
         nargs="+",
         metavar="DIR",
         help="Paragraph-selection checkpoint directory; several make an ensemble (their probabilities averaged). "
-        f"Default: {DEFAULT_MC_MODEL}.",
+        f"Default: {DEFAULT_MC_MODEL}, or what models/inference.json names.",
     )
     parser.add_argument(
         "--qa_model",
         nargs="+",
-        default=[str(DEFAULT_QA_MODEL)],
         metavar="DIR",
-        help="Span-selection checkpoint directory; several make an ensemble (merged per character span).",
+        help="Span-selection checkpoint directory; several make an ensemble (merged per character span). "
+        f"Default: {DEFAULT_QA_MODEL}, or what models/inference.json names.",
     )
     parser.add_argument(
         "--top_k_paragraphs",
         type=positive_int,
-        default=TOP_K_PARAGRAPHS,
         metavar="K",
         help="Search the answer in each question's K most probable paragraphs, scoring log P(paragraph) + "
         f"log P(span | paragraph); 1 is the plain two-stage pipeline (default: {TOP_K_PARAGRAPHS}).",
     )
     parser.add_argument(
         "--end_to_end",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         help="No paragraph selection: --qa_model reads each question with all its candidate paragraphs joined "
-        "(a model trained with run_qa.py --context_mode candidates; docs/end-to-end.md).",
+        "(a model trained with run_qa.py --context_mode candidates; docs/end-to-end.md). Default: as the span "
+        "models were trained; --no-end_to_end runs the two stages whatever they were trained on.",
     )
     parser.add_argument(
         "--analysis_dir",
@@ -116,16 +134,13 @@ def parse_arguments(argv=None):
         help="Run exported models (cached in <checkpoint>/exported/ and reused) instead of eager PyTorch.",
     )
     parser.add_argument(
-        "--batch_size", type=positive_int, default=32, help="Sequences (pairs or windows) per forward pass."
+        "--batch_size",
+        type=bounded_int(1, SEQUENCES_PER_CHUNK),
+        default=32,
+        help=f"Sequences (pairs or windows) per forward pass (at most {SEQUENCES_PER_CHUNK}).",
     )
     parser.add_argument(
         "--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: the GPU if there is one."
-    )
-    parser.add_argument(
-        "--decode_on_device",
-        action="store_true",
-        help="Pick each window's --n_best_size best spans inside the (exported) model, on the GPU, so that a few "
-        "numbers per window come back instead of two rows of logits; the same answers as decoding on the CPU.",
     )
     parser.add_argument(
         "--overlap",
@@ -134,27 +149,55 @@ def parse_arguments(argv=None):
         help="Prepare the next batches and post-process the finished ones in background threads while the model "
         "runs (auto: on a GPU, where it hides the CPU work; on a CPU the threads only compete for the same cores).",
     )
-    parser.add_argument("--max_seq_length", type=positive_int, default=MAX_SEQ_LENGTH, help="Tokens per sequence.")
+    window_help = "Default: what each checkpoint was trained with ({}, for one saved without its settings)."
     parser.add_argument(
-        "--doc_stride", type=non_negative_int, default=DOC_STRIDE, help="Tokens shared by consecutive windows."
+        "--max_seq_length", type=positive_int, help="Tokens per sequence. " + window_help.format(MAX_SEQ_LENGTH)
     )
     parser.add_argument(
-        "--max_question_length", type=positive_int, default=MAX_QUESTION_LENGTH, help="Longer questions are cut."
+        "--doc_stride",
+        type=non_negative_int,
+        help="Tokens shared by consecutive windows. " + window_help.format(DOC_STRIDE),
     )
     parser.add_argument(
-        "--n_best_size", type=positive_int, default=N_BEST_SIZE, help="Candidate spans kept per paragraph and model."
+        "--max_question_length",
+        type=positive_int,
+        help="Longer questions are cut. " + window_help.format(MAX_QUESTION_LENGTH),
     )
     parser.add_argument(
-        "--max_answer_length", type=positive_int, default=MAX_ANSWER_LENGTH, help="Longest answer, in tokens."
+        "--n_best_size",
+        type=bounded_int(1, MAX_N_BEST_SIZE),
+        default=N_BEST_SIZE,
+        help=f"Candidate spans kept per paragraph and model (at most {MAX_N_BEST_SIZE}).",
+    )
+    parser.add_argument(
+        "--max_answer_length",
+        type=positive_int,
+        default=MAX_ANSWER_LENGTH,
+        help="Longest answer, in tokens (a window's paragraph part is the most there can be).",
     )
     args = parser.parse_args(argv)
+    if args.mc_model is None and args.qa_model is None:
+        apply_submission_settings(args, read_settings(MODELS))
     if args.end_to_end and args.mc_model:
         parser.error("--end_to_end reads every candidate with the --qa_model alone: drop --mc_model")
-    if args.end_to_end and args.top_k_paragraphs != TOP_K_PARAGRAPHS:
+    if args.end_to_end and args.top_k_paragraphs not in (None, 1):
         parser.error("--end_to_end reads every candidate: --top_k_paragraphs is for the two stages")
-    if args.mc_model is None and not args.end_to_end:
-        args.mc_model = [str(DEFAULT_MC_MODEL)]
+    if args.qa_model is None:
+        args.qa_model = [str(DEFAULT_QA_MODEL)]
     return args
+
+
+def apply_submission_settings(args, settings):
+    """Fills what the command line left out from models/inference.json (submission.read_settings)."""
+    if settings is None:
+        return
+    for key in ("mc_model", "qa_model"):
+        if key in settings:
+            setattr(args, key, [str(MODELS / folder) for folder in settings[key]])
+    for key in ("top_k_paragraphs", "end_to_end"):
+        if key in settings and getattr(args, key) is None:
+            setattr(args, key, settings[key])
+    logger.info(f"Running what {MODELS / 'inference.json'} says: {settings}")
 
 
 def choose_device(name):
@@ -171,21 +214,54 @@ def choose_device(name):
     return device, dtype
 
 
+def run_end_to_end(args, span_configs) -> bool:
+    """Whether to read each question with its candidates joined (--end_to_end): as the flag says, else as the span
+    models were trained (run_qa.py --context_mode), unless --mc_model asks for paragraph selection."""
+    modes = {path: trained_settings(config).get("context_mode", "relevant") for path, config in span_configs.items()}
+    if args.end_to_end is None:
+        if len(set(modes.values())) > 1:
+            described = ", ".join(f"{path} {mode}" for path, mode in modes.items())
+            raise InputError(
+                f"the span-selection models were trained on different contexts ({described}): pass --end_to_end or "
+                "--no-end_to_end"
+            )
+        end_to_end = set(modes.values()) == {"candidates"} and args.mc_model is None
+        if end_to_end:
+            logger.info("The span-selection models were trained on joined candidates: running end to end")
+        return end_to_end
+    wanted = "candidates" if args.end_to_end else "relevant"
+    for path, mode in modes.items():
+        if mode != wanted and trained_settings(span_configs[path]):
+            logger.warning(
+                f"{path} was trained with --context_mode {mode} but runs with {wanted} "
+                f"({'--end_to_end' if args.end_to_end else 'paragraph selection'})"
+            )
+    return args.end_to_end
+
+
 @dataclass
 class Member:
-    """One checkpoint of a stage, ready to run: its tokenizer, how it joins a question and a paragraph, its forward."""
+    """One checkpoint of a stage, ready to run: its tokenizer, how it joins a question and a paragraph, its forward,
+    and the window settings it runs with."""
 
     path: Path
     tokenizer: object
     template: PairTemplate
     forward: object
+    settings: WindowSettings
 
 
 def load_members(paths, stage, args, device, dtype):
+    """Loads each checkpoint of a stage (an ensemble when there are several), with its own window settings
+    (checkpoints.window_settings), as eager or exported (--export) scorers on `device`."""
+    given = {name: getattr(args, name) for name in WindowSettings.__dataclass_fields__}
     members = []
     for path in paths:
-        tokenizer, model = load_checkpoint(path, stage, args.max_seq_length)
-        problem = check_window_fits(tokenizer, args.max_seq_length, args.max_question_length, args.doc_stride)
+        settings = window_settings(path, checkpoint_config(path, stage), given)
+        tokenizer, model = load_checkpoint(path, stage, settings.max_seq_length)
+        problem = check_window_fits(
+            tokenizer, settings.max_seq_length, settings.max_question_length, settings.doc_stride
+        )
         if problem:
             raise InputError(f"{path}: {problem}")
         if args.export != "none" and has_sparse_attention(model):
@@ -196,18 +272,23 @@ def load_members(paths, stage, args, device, dtype):
         keep_block_sparse_attention(model)
         model = model.to(device=device, dtype=dtype)
         if stage is SPAN_SELECTION:
-            end_token = question_end_token(model, tokenizer)
-            if args.decode_on_device:
-                decoder_class = JoinedSpanDecoder if args.end_to_end else SpanDecoder
-                module = decoder_class(model, args.max_answer_length, args.n_best_size, end_token).eval()
-            else:
-                module = SpanScorer(model, end_token).eval()
+            module = SpanScorer(model, question_end_token(model, tokenizer)).eval()
         else:
             module = PairScorer(model).eval()
         if args.export != "none":
-            module = exported_forward(module, args.export, path, device, dtype, args.max_seq_length)
-        members.append(Member(Path(path), tokenizer, PairTemplate.of(tokenizer), module))
+            module = exported_forward(module, args.export, path, device, dtype, settings.max_seq_length)
+        members.append(Member(Path(path), tokenizer, PairTemplate.of(tokenizer), module, settings))
     return members
+
+
+def check_finite(member, stage, bad, total):
+    """Refuses to answer from scores that are not numbers: NaN scores would pick the first candidate of every
+    question, and NaN or infinite logits a span at random, with plausible metrics."""
+    if bad:
+        raise InputError(
+            f"{member.path}: the {stage.role} model gave scores that are not finite (NaN or infinite) for {bad} of "
+            f"{total} sequences: its weights are broken, or half precision overflowed (try --device cpu)"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -226,7 +307,7 @@ def tokenized_groups(entries, paragraph_tokens, member, args, stats):
         start = time.perf_counter()
         group = entries[group_start : group_start + QUESTIONS_PER_GROUP]
         question_ids = question_token_ids(
-            [question for question, _ in group], member.tokenizer, args.max_question_length
+            [question for question, _ in group], member.tokenizer, member.settings.max_question_length
         )
         tokens = paragraph_tokens.of(member.tokenizer, [p for _, paragraphs in group for p in paragraphs])
         stats.add_time("tokenize", time.perf_counter() - start)
@@ -235,30 +316,35 @@ def tokenized_groups(entries, paragraph_tokens, member, args, stats):
 
 
 def score_paragraphs(questions, paragraph_tokens, member, args, device, stats, overlap):
-    """Stage 1 with one model: the score of each candidate paragraph of each question (a list of arrays)."""
+    """Paragraph selection with one model: the score of each candidate paragraph of each question (a list of
+    arrays)."""
 
     def pairs():
         # Tokenized a group of questions at a time, in the thread that prepares the batches (with --overlap).
         entries = [(q["question"], q["paragraphs"]) for q in questions]
         for q, question_ids, tokens in tokenized_groups(entries, paragraph_tokens, member, args, stats):
-            room = member.template.room(question_ids, args.max_seq_length)
+            room = member.template.room(question_ids, member.settings.max_seq_length)
             for c, paragraph in enumerate(questions[q]["paragraphs"]):
                 input_ids, token_type_ids, _ = member.template.assemble(question_ids, tokens[paragraph].ids[:room])
-                yield (q, c), input_ids, token_type_ids, ()
+                yield (q, c), input_ids, token_type_ids
 
     scores = [np.zeros(len(q["paragraphs"])) for q in questions]
+    not_finite = [0]
 
     def consume(keys, outputs):
         for (q, c), (score,) in zip(keys, outputs):
             scores[q][c] = score
+            not_finite[0] += not np.isfinite(score)
 
     run_model(pairs(), member.forward, member.tokenizer.pad_token_id, args, device, stats, consume, overlap)
+    check_finite(member, PARAGRAPH_SELECTION, not_finite[0], sum(len(q["paragraphs"]) for q in questions))
     return scores
 
 
 def find_spans(questions, requests, paragraph_tokens, member, args, device, stats, overlap):
-    """Stage 2 with one model: the SpanCandidates of each (question position, paragraph index) request: the
+    """Span selection with one model: the SpanCandidates of each (question position, paragraph index) request: the
     n_best_size best character spans of the paragraph with log P(span | question, paragraph)."""
+    settings = member.settings
     windows = {}  # the Window of each sequence in flight: its characters are needed after the forward pass
 
     def sequences():
@@ -266,20 +352,16 @@ def find_spans(questions, requests, paragraph_tokens, member, args, device, stat
         for r, question_ids, tokens in tokenized_groups(entries, paragraph_tokens, member, args, stats):
             paragraph = tokens[requests[r][1]]
             for w, window in enumerate(
-                question_windows(question_ids, paragraph, member.template, args.max_seq_length, args.doc_stride)
+                question_windows(question_ids, paragraph, member.template, settings.max_seq_length, settings.doc_stride)
             ):
                 windows[(r, w)] = window
-                extras = ()
-                if args.decode_on_device:
-                    extras = (window.context_start, window.context_start + len(window.offsets))
-                    if args.end_to_end:  # a JoinedSpanDecoder
-                        extras += (token_runs(character_offsets(window)[0]),)
-                yield (r, w), window.input_ids, window.token_type_ids, extras
+                yield (r, w), window.input_ids, window.token_type_ids
 
     # Per request, its best spans so far (merged after each chunk, so memory does not grow with the windows) and
     # the log-sum-exp of the scores of all its valid spans.
     best_of_request = [None] * len(requests)
     log_partition = np.full(len(requests), -np.inf)
+    windows_run, not_finite = [0], [0]
 
     def consume(keys, outputs):
         char_starts, char_ends = [], []
@@ -287,20 +369,17 @@ def find_spans(questions, requests, paragraph_tokens, member, args, device, stat
             starts, ends = character_offsets(windows.pop(key))
             char_starts.append(starts)
             char_ends.append(ends)
-        if args.decode_on_device:
-            best = [
-                WindowSpans(start_tokens[valid], end_tokens[valid], scores[valid], float(log_partition))
-                for start_tokens, end_tokens, scores, log_partition in outputs
-                for valid in [np.isfinite(scores)]
-            ]
-        else:
-            best = best_spans_of_windows(
-                [output[0] for output in outputs],
-                [output[1] for output in outputs],
-                char_starts,
-                args.max_answer_length,
-                args.n_best_size,
-            )
+        windows_run[0] += len(keys)
+        not_finite[0] += sum(not (np.isfinite(starts).all() and np.isfinite(ends).all()) for starts, ends in outputs)
+        if not_finite[0]:
+            return  # refused after the stage (check_finite), counting every window
+        best = best_spans_of_windows(
+            [start_logits for start_logits, _ in outputs],
+            [end_logits for _, end_logits in outputs],
+            char_starts,
+            args.max_answer_length,
+            args.n_best_size,
+        )
         pieces = collections.defaultdict(list)
         for (r, _), spans, starts, ends in zip(keys, best, char_starts, char_ends):
             pieces[r].append(character_spans(spans, starts, ends)[:3])
@@ -309,17 +388,8 @@ def find_spans(questions, requests, paragraph_tokens, member, args, device, stat
             earlier = [best_of_request[r]] if best_of_request[r] is not None else []
             best_of_request[r] = merge_character_spans(earlier + new, args.n_best_size)
 
-    run_model(
-        sequences(),
-        member.forward,
-        member.tokenizer.pad_token_id,
-        args,
-        device,
-        stats,
-        consume,
-        overlap,
-        per_token=not args.decode_on_device,
-    )
+    run_model(sequences(), member.forward, member.tokenizer.pad_token_id, args, device, stats, consume, overlap)
+    check_finite(member, SPAN_SELECTION, not_finite[0], windows_run[0])
 
     results = []
     for best, partition in zip(best_of_request, log_partition):
@@ -334,93 +404,104 @@ def find_spans(questions, requests, paragraph_tokens, member, args, device, stat
 @dataclass
 class Prediction:
     answers: dict  # question id -> answer text, in test order
-    paragraphs: list  # the paragraph (index into context) each answer comes from, None when there is no answer
-    stage1_paragraphs: list  # the most probable paragraph of each question under paragraph selection alone
+    answer_paragraphs: list  # the paragraph (index into context) each answer comes from, None when there is no answer
+    selected_paragraphs: list  # the most probable paragraph of each question under paragraph selection alone
     nbest: list  # the decoding.Answer list of each question, best first
     stages: tuple  # StageStats of paragraph selection and span selection
     load_seconds: float  # reading the checkpoints from disk (and exporting them)
-    metrics: dict | None  # end-to-end metrics, when the questions carry labels
+    metrics: dict | None  # the answer metrics, when the questions carry labels
 
 
-def output_paths(args):
-    """Every file the run will write, checked before any model runs: the CSV, the metrics beside it, the analysis."""
-    inputs = [args.context_file, args.test_file]
-    paths = {"csv": check_output_path(args.output_file, inputs)}
-    if paths["csv"].is_file() or not paths["csv"].exists():
-        paths["metrics"] = check_output_path(f"{args.output_file}.metrics.json", inputs)
+def plan_outputs(args, labelled, model_paths):
+    """Every file the run will write, checked before any model loads (outputs.OutputPlan): the CSV; for labelled
+    questions the metrics beside it (unless the CSV goes to a pipe or device) and the analysis. None may be an input:
+    the data files, or anything inside the model folders."""
+    plan = OutputPlan(inputs=[args.context_file, args.test_file], input_folders=model_paths)
+    paths = {"csv": plan.add(args.output_file)}
+    if labelled and (paths["csv"].is_file() or not paths["csv"].exists()):
+        paths["metrics"] = plan.add(f"{args.output_file}.metrics.json")
     if args.analysis_dir:
         for name in analysis.FILES:
-            paths[name] = check_output_path(Path(args.analysis_dir) / name, inputs)
-    return paths
+            paths[name] = plan.add(Path(args.analysis_dir) / name)
+    return plan, paths
 
 
 def predict(args):
-    """Runs the whole pipeline and writes the CSV (and the metrics and analysis of labelled questions)."""
-    paths = output_paths(args)
+    """Runs the whole pipeline and writes the CSV (and the metrics and analysis of labelled questions), all of them
+    together at the end."""
     context = load_context(args.context_file)
     questions = load_questions(args.test_file, context, labels_if_present=True)
     labelled = "answer" in questions[0]
     if args.analysis_dir and not labelled:
         raise InputError(f"{args.test_file}: --analysis_dir needs labelled questions (with 'relevant' and 'answer')")
+    span_configs = {path: checkpoint_config(path, SPAN_SELECTION) for path in args.qa_model}
+    end_to_end = run_end_to_end(args, span_configs)
+    mc_paths = [] if end_to_end else (args.mc_model or [str(DEFAULT_MC_MODEL)])
+    if end_to_end and args.top_k_paragraphs not in (None, 1):
+        raise InputError("the span-selection models run end to end: --top_k_paragraphs is for the two stages")
+    top_k = args.top_k_paragraphs or TOP_K_PARAGRAPHS
+    plan, paths = plan_outputs(args, labelled, mc_paths + args.qa_model)
     device, dtype = choose_device(args.device)
     overlap = args.overlap == "on" or (args.overlap == "auto" and device.type == "cuda")
 
     start = time.perf_counter()
-    mc_members = [] if args.end_to_end else load_members(args.mc_model, PARAGRAPH_SELECTION, args, device, dtype)
+    mc_members = load_members(mc_paths, PARAGRAPH_SELECTION, args, device, dtype)
     qa_members = load_members(args.qa_model, SPAN_SELECTION, args, device, dtype)
     load_seconds = time.perf_counter() - start
     logger.info(
         f"{len(questions)} questions from {args.test_file}{' (labelled)' if labelled else ''}, {len(context)} "
         f"paragraphs; device {device}, {dtype}; {len(mc_members)} + {len(qa_members)} models; "
-        + (
-            "all candidates joined (end to end)"
-            if args.end_to_end
-            else f"top {args.top_k_paragraphs} paragraph(s) decoded"
-        )
+        + ("all candidates joined (end to end)" if end_to_end else f"top {top_k} paragraph(s) decoded")
     )
-    if args.end_to_end:
+    if end_to_end:
         nbest, stages = answers_end_to_end(questions, context, qa_members, args, device, overlap)
         # No paragraph selection: the paragraph the model chooses is that of its answer.
-        stage1_paragraphs = [best[0].paragraph if best else q["paragraphs"][0] for q, best in zip(questions, nbest)]
+        selected = [best[0].paragraph if best else q["paragraphs"][0] for q, best in zip(questions, nbest)]
     else:
-        nbest, stage1_paragraphs, stages = answers_in_two_stages(
-            questions, context, mc_members, qa_members, args, device, overlap
+        nbest, selected, stages = answers_in_two_stages(
+            questions, context, mc_members, qa_members, args, top_k, device, overlap
         )
 
     answers = {q["id"]: (best[0].text if best else "") for q, best in zip(questions, nbest)}
     prediction = Prediction(
         answers=answers,
-        paragraphs=[best[0].paragraph if best else None for best in nbest],
-        stage1_paragraphs=stage1_paragraphs,
+        answer_paragraphs=[best[0].paragraph if best else None for best in nbest],
+        selected_paragraphs=selected,
         nbest=nbest,
         stages=stages,
         load_seconds=load_seconds,
         metrics=None,
     )
-    write_predictions_csv(paths["csv"], [q["id"] for q in questions], answers)
+    writers = {paths["csv"]: csv_writer([q["id"] for q in questions], answers)}
     if labelled:
-        prediction.metrics = analysis.end_to_end_metrics(questions, prediction)
+        prediction.metrics = analysis.answer_metrics(questions, prediction)
         if "metrics" in paths:
-            write_json(paths["metrics"], prediction.metrics)
+            writers[paths["metrics"]] = json_writer(prediction.metrics)
         if args.analysis_dir:
-            analysis.write_analysis(questions, context, prediction, paths)
+            for name, writer in analysis.analysis_writers(questions, context, prediction).items():
+                writers[paths[name]] = writer
+    plan.write(writers)
     return prediction
 
 
-def answers_in_two_stages(questions, context, mc_members, qa_members, args, device, overlap):
-    """Paragraph selection, then span selection in the top --top_k_paragraphs paragraphs: the n-best answers of each
+def answers_in_two_stages(questions, context, mc_members, qa_members, args, top_k, device, overlap):
+    """Paragraph selection, then span selection in the `top_k` most probable paragraphs: the n-best answers of each
     question (decoding.decode), the paragraph each question's paragraph selection chose, and the StageStats."""
     paragraph_tokens = ParagraphTokens(context)
-    stage1, stage2 = StageStats("paragraph selection"), StageStats("span selection")
+    paragraph_stats, span_stats = StageStats("paragraph selection"), StageStats("span selection")
     start = time.perf_counter()
-    scores = [score_paragraphs(questions, paragraph_tokens, m, args, device, stage1, overlap) for m in mc_members]
+    scores = [
+        score_paragraphs(questions, paragraph_tokens, m, args, device, paragraph_stats, overlap) for m in mc_members
+    ]
     log_probs = [paragraph_log_probs([member_scores[q] for member_scores in scores]) for q in range(len(questions))]
-    decoded = [top_paragraphs(log_prob, args.top_k_paragraphs) for log_prob in log_probs]
-    stage1.add_time("total", time.perf_counter() - start)
+    decoded = [top_paragraphs(log_prob, top_k) for log_prob in log_probs]
+    paragraph_stats.add_time("total", time.perf_counter() - start)
 
     start = time.perf_counter()
     requests = [(q, questions[q]["paragraphs"][c]) for q in range(len(questions)) for c in decoded[q]]
-    spans = [find_spans(questions, requests, paragraph_tokens, m, args, device, stage2, overlap) for m in qa_members]
+    spans = [
+        find_spans(questions, requests, paragraph_tokens, m, args, device, span_stats, overlap) for m in qa_members
+    ]
     merged = [
         merge_span_candidates([member_spans[r] for member_spans in spans], args.n_best_size)
         for r in range(len(requests))
@@ -438,8 +519,8 @@ def answers_in_two_stages(questions, context, mc_members, qa_members, args, devi
             )
         )
         r += count
-    stage2.add_time("total", time.perf_counter() - start)
-    return nbest, [q["paragraphs"][d[0]] for q, d in zip(questions, decoded)], (stage1, stage2)
+    span_stats.add_time("total", time.perf_counter() - start)
+    return nbest, [q["paragraphs"][d[0]] for q, d in zip(questions, decoded)], (paragraph_stats, span_stats)
 
 
 def answers_end_to_end(questions, context, qa_members, args, device, overlap):
@@ -451,7 +532,9 @@ def answers_end_to_end(questions, context, qa_members, args, device, overlap):
     stats = StageStats("end-to-end span selection")
     start = time.perf_counter()
     requests = [(q, len(context) + q) for q in range(len(questions))]
-    spans = [find_spans(questions, requests, paragraph_tokens, m, args, device, stats, overlap) for m in qa_members]
+    spans = [
+        find_spans(questions, requests, paragraph_tokens, m, args, device, stats, overlap) for m in qa_members
+    ]
     nbest = []
     for q, joined in enumerate(paragraph_tokens.joined):
         merged = merge_span_candidates([member_spans[q] for member_spans in spans], args.n_best_size)

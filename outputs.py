@@ -111,6 +111,52 @@ def check_output_path(path, inputs=(), input_folders=()) -> Path:
     return destination
 
 
+def check_output_folder(folder, inputs=(), input_folders=()) -> Path:
+    """Checks, before any work, that a run may write into `folder` (a training --output_dir, where the Trainer writes
+    the model, its checkpoints, metrics and predictions): it is a folder or can be created, it can be written, it is
+    neither inside nor around a model folder the run reads (the Trainer would write over the model, or delete it when
+    it rotates its checkpoints), and no input file lies inside it. Creates nothing.
+
+    Args:
+        folder: the folder as the user gave it.
+        inputs: the files the run reads.
+        input_folders: the model folders the run reads.
+
+    Returns:
+        The folder's absolute path.
+    """
+    path = Path(os.path.abspath(folder))
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{folder}: --output_dir is a file, not a directory")
+    real = os.path.realpath(path)
+    for model_folder in input_folders:
+        model_real = os.path.realpath(model_folder)
+        if _inside(real, model_real) or _inside(model_real, real):
+            where = "the same folder as" if real == model_real else "inside" if _inside(real, model_real) else "around"
+            raise InputError(
+                f"{folder}: --output_dir is {where} the model folder {model_folder} that this run reads: the run would "
+                "write over it; use another --output_dir"
+            )
+    for input_path in inputs:
+        if _inside(os.path.realpath(input_path), real):
+            raise InputError(
+                f"{folder}: --output_dir holds the input file {input_path}, which the run could write over; "
+                "use another --output_dir"
+            )
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise InputError(f"{folder}: --output_dir cannot be created or written ({existing} is not a writable folder)")
+    limit = _name_limit(existing)
+    too_long = [part for part in path.relative_to(existing).parts if len(os.fsencode(part)) > limit]
+    if too_long:
+        raise InputError(
+            f"{folder}: the name {too_long[0][:40]}... is longer than the {limit} bytes the file system allows"
+        )
+    return path
+
+
 class OutputPlan:
     """The files one run writes: each checked when it is added (before any model loads), all written together.
 

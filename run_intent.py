@@ -16,15 +16,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from transformers import (
-    AutoModelForSequenceClassification,
     DataCollatorWithPadding,
     Trainer,
 )
 
 from adl_data import load_intent_utterances
 from cli import run_main
-from checkpoints import checkpoint_to_resume, load_tokenizer_and_model
+from checkpoints import INTENT_CLASSIFICATION, checkpoint_to_resume, load_model, load_tokenizer_and_config, record_settings
 from training import (
+    check_run_outputs,
+    dry_run_ends,
+    reported_write_errors,
     CheckedTrainingArguments,
     evaluate_and_save,
     load_labelled_splits,
@@ -48,6 +50,9 @@ class IntentTrainingArguments(CheckedTrainingArguments):
     )
 
 
+ARGUMENT_CLASSES = (ModelArguments, UtteranceDataArguments, IntentTrainingArguments)
+
+
 def prepare_intent_features(examples, tokenizer, max_seq_length, pad_to_max_length=False, label2id=None):
     """Tokenizes the utterances (examples["text"]), each cut to max_seq_length tokens; with `label2id` and
     examples["intent"], adds `labels`, the intent ids."""
@@ -63,18 +68,22 @@ def prepare_intent_features(examples, tokenizer, max_seq_length, pad_to_max_leng
 
 
 def main():
-    model_args, data_args, training_args = start_run((ModelArguments, UtteranceDataArguments, IntentTrainingArguments))
+    model_args, data_args, training_args = start_run(ARGUMENT_CLASSES)
 
-    # Read and validate every input before anything is written.
+    # Read and check every input before anything is written.
     splits, training_intents = load_labelled_splits(data_args, training_args, load_intent_utterances, "intent")
-    resume_from = checkpoint_to_resume(training_args)
-    tokenizer, model = load_tokenizer_and_model(
+    resume_from = checkpoint_to_resume(training_args, INTENT_CLASSIFICATION)
+    check_run_outputs(model_args, data_args, training_args, resume_from)
+    tokenizer, config, new_head = load_tokenizer_and_config(
         model_args,
-        AutoModelForSequenceClassification,
-        training_args.seed,
+        INTENT_CLASSIFICATION,
         data_args.max_seq_length,
         label_names=training_intents,
     )
+    if dry_run_ends(training_args, model_args):
+        return
+    record_settings(config, INTENT_CLASSIFICATION, max_seq_length=data_args.max_seq_length)
+    model = load_model(model_args, INTENT_CLASSIFICATION, config, training_args.seed, new_head)
     intent_names = task_label_names(model, model_args, data_args, splits, "intent")
     label2id = {name: index for index, name in enumerate(intent_names)}
     logger.info(f"{len(intent_names)} intents")
@@ -95,16 +104,17 @@ def main():
         compute_metrics=compute_accuracy,
     )
 
-    if training_args.do_train:
-        train_and_save(trainer, resume_from, train_samples=len(features["train"]))
+    with reported_write_errors(training_args.output_dir):
+        if training_args.do_train:
+            train_and_save(trainer, resume_from, train_samples=len(features["train"]))
 
-    if training_args.do_eval:
-        evaluate_and_save(trainer, eval_samples=len(features["eval"]))
+        if training_args.do_eval:
+            evaluate_and_save(trainer, eval_samples=len(features["eval"]))
 
-    if training_args.do_predict:
-        logits = trainer.predict(features["predict"]).predictions
-        intents = [intent_names[index] for index in np.argmax(logits, axis=1)]
-        write_submission(trainer, splits["predict"], intents, "intent")
+        if training_args.do_predict:
+            logits = trainer.predict(features["predict"]).predictions
+            intents = [intent_names[index] for index in np.argmax(logits, axis=1)]
+            write_submission(trainer, splits["predict"], intents, "intent")
 
 
 if __name__ == "__main__":

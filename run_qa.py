@@ -25,27 +25,31 @@ from functools import partial
 from typing import Literal
 
 from datasets import Dataset
-from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding, Trainer
-from transformers.trainer_utils import speed_metrics
+from transformers import DataCollatorWithPadding, Trainer
+from transformers.trainer_utils import PredictionOutput, speed_metrics
 
 from adl_data import load_context, load_questions, to_squad_examples
 from cli import InputError, run_main
 from outputs import write_predictions_csv
-from checkpoints import checkpoint_to_resume, load_tokenizer_and_model
+from checkpoints import SPAN_SELECTION, checkpoint_to_resume, load_model, load_tokenizer_and_config, record_settings
 from training import (
     CheckedTrainingArguments,
-    evaluate_and_save,
-    first_n,
     ModelArguments,
     QuestionDataArguments,
+    check_run_outputs,
+    dry_run_ends,
+    evaluate_and_save,
+    first_n,
+    reported_write_errors,
     require_at_least,
+    require_at_most,
     start_run,
     train_and_save,
 )
 from features import check_window_fits, DOC_STRIDE
 from long_context import keep_block_sparse_attention, question_end_token, question_global_attention
 from metrics import compute_qa_metrics
-from spans import MAX_ANSWER_LENGTH, N_BEST_SIZE
+from spans import MAX_ANSWER_LENGTH, MAX_N_BEST_SIZE, N_BEST_SIZE
 from utils_qa import postprocess_qa_predictions, prepare_train_features, prepare_validation_features
 
 logger = logging.getLogger(__name__)
@@ -56,7 +60,9 @@ class SpanSelectionDataArguments(QuestionDataArguments):
     doc_stride: int = field(
         default=DOC_STRIDE, metadata={"help": "Tokens shared by consecutive windows of a long paragraph."}
     )
-    n_best_size: int = field(default=N_BEST_SIZE, metadata={"help": "Candidate spans kept per question."})
+    n_best_size: int = field(
+        default=N_BEST_SIZE, metadata={"help": f"Candidate spans kept per question (at most {MAX_N_BEST_SIZE})."}
+    )
     max_answer_length: int = field(
         default=MAX_ANSWER_LENGTH, metadata={"help": "Longest answer, in tokens, that can be predicted."}
     )
@@ -73,6 +79,7 @@ class SpanSelectionDataArguments(QuestionDataArguments):
         super().__post_init__()
         require_at_least(self, 1, "n_best_size", "max_answer_length")
         require_at_least(self, 0, "doc_stride")
+        require_at_most(self, MAX_N_BEST_SIZE, "n_best_size")
 
 
 @dataclass
@@ -82,11 +89,14 @@ class SpanSelectionTrainingArguments(CheckedTrainingArguments):
     )
 
 
+ARGUMENT_CLASSES = (ModelArguments, SpanSelectionDataArguments, SpanSelectionTrainingArguments)
+
+
 @dataclass
 class DataCollatorForSpanSelection(DataCollatorWithPadding):
     """Pads a batch of windows; for a model that takes global attention (Longformer), adds it on the question."""
 
-    question_end_token: int | None = None  # utils_qa.question_end_token
+    question_end_token: int | None = None  # long_context.question_end_token
 
     def __call__(self, features):
         batch = super().__call__(features)
@@ -134,8 +144,11 @@ class QuestionAnsweringTrainer(Trainer):
 
     def predict(
         self, predict_dataset, predict_examples, ignore_keys=None, metric_key_prefix="predict", output_dir=None
-    ):
-        """{question id: answer} over `predict_examples`; with `output_dir`, also writes the predictions there."""
+    ) -> PredictionOutput:
+        """As Trainer.predict: a PredictionOutput whose predictions are the answer texts of `predict_examples`, in
+        their order (no label_ids), with the run's speed in its metrics; with `output_dir`, also writes the
+        predictions there."""
+        start_time = time.time()
         output = self.evaluation_loop(
             self.get_test_dataloader(predict_dataset),
             description="Prediction",
@@ -143,20 +156,20 @@ class QuestionAnsweringTrainer(Trainer):
             ignore_keys=ignore_keys,
             metric_key_prefix=metric_key_prefix,
         )
-        return self.post_process_function(
+        answers = self.post_process_function(
             predict_examples, predict_dataset, output.predictions, self._writable(output_dir), metric_key_prefix
         )
+        metrics = {**output.metrics, **speed_metrics(metric_key_prefix, start_time, num_samples=len(predict_examples))}
+        return PredictionOutput([answers[i] for i in predict_examples["id"]], label_ids=None, metrics=metrics)
 
     def _writable(self, output_dir):
         return output_dir if self.is_world_process_zero() else None
 
 
 def main():
-    model_args, data_args, training_args = start_run(
-        (ModelArguments, SpanSelectionDataArguments, SpanSelectionTrainingArguments)
-    )
+    model_args, data_args, training_args = start_run(ARGUMENT_CLASSES)
 
-    # Read and validate every input before anything is written.
+    # Read and check every input before anything is written.
     context = load_context(data_args.context_file)
     mode = data_args.context_mode
     examples = {}
@@ -177,15 +190,25 @@ def main():
         examples["predict"] = Dataset.from_dict(
             to_squad_examples(first_n(questions, data_args.max_predict_samples), context, mode)
         )
-    resume_from = checkpoint_to_resume(training_args)
-    tokenizer, model = load_tokenizer_and_model(
-        model_args, AutoModelForQuestionAnswering, training_args.seed, data_args.max_seq_length
-    )
+    resume_from = checkpoint_to_resume(training_args, SPAN_SELECTION)
+    check_run_outputs(model_args, data_args, training_args, resume_from)
+    tokenizer, config, _ = load_tokenizer_and_config(model_args, SPAN_SELECTION, data_args.max_seq_length)
     problem = check_window_fits(
         tokenizer, data_args.max_seq_length, data_args.max_question_length, data_args.doc_stride
     )
     if problem:
         raise InputError(problem)
+    if dry_run_ends(training_args, model_args):
+        return
+    record_settings(
+        config,
+        SPAN_SELECTION,
+        max_seq_length=data_args.max_seq_length,
+        doc_stride=data_args.doc_stride,
+        max_question_length=data_args.max_question_length,
+        context_mode=mode,
+    )
+    model = load_model(model_args, SPAN_SELECTION, config, training_args.seed, new_head=False)
     keep_block_sparse_attention(model)
 
     window_options = {
@@ -237,19 +260,21 @@ def main():
         post_process_function=post_process,
     )
 
-    if training_args.do_train:
-        train_and_save(trainer, resume_from, train_samples=len(features["train"]))
+    with reported_write_errors(training_args.output_dir):
+        if training_args.do_train:
+            train_and_save(trainer, resume_from, train_samples=len(features["train"]))
 
-    if training_args.do_eval:
-        evaluate_and_save(trainer, eval_samples=len(examples["eval"]), output_dir=training_args.output_dir)
+        if training_args.do_eval:
+            evaluate_and_save(trainer, eval_samples=len(examples["eval"]), output_dir=training_args.output_dir)
 
-    if training_args.do_predict:
-        answers = trainer.predict(features["predict"], examples["predict"], output_dir=training_args.output_dir)
-        if trainer.is_world_process_zero():
-            path = write_predictions_csv(
-                os.path.join(training_args.output_dir, "pred.csv"), examples["predict"]["id"], answers
-            )
-            logger.info(f"Wrote the answers to {len(answers)} questions to {path}")
+        if training_args.do_predict:
+            output = trainer.predict(features["predict"], examples["predict"], output_dir=training_args.output_dir)
+            if trainer.is_world_process_zero():
+                ids = examples["predict"]["id"]
+                path = write_predictions_csv(
+                    os.path.join(training_args.output_dir, "pred.csv"), ids, dict(zip(ids, output.predictions))
+                )
+                logger.info(f"Wrote the answers to {len(ids)} questions to {path}")
 
 
 if __name__ == "__main__":

@@ -36,15 +36,17 @@ from functools import partial
 from seqeval.metrics import f1_score, precision_score, recall_score
 from seqeval.scheme import IOB2
 from transformers import (
-    AutoModelForTokenClassification,
     DataCollatorForTokenClassification,
     Trainer,
 )
 
 from adl_data import load_slot_utterances
 from cli import run_main
-from checkpoints import checkpoint_to_resume, load_tokenizer_and_model
+from checkpoints import SLOT_TAGGING, checkpoint_to_resume, load_model, load_tokenizer_and_config, record_settings
 from training import (
+    check_run_outputs,
+    dry_run_ends,
+    reported_write_errors,
     CheckedTrainingArguments,
     evaluate_and_save,
     load_labelled_splits,
@@ -70,6 +72,9 @@ class SlotTrainingArguments(CheckedTrainingArguments):
     metric_for_best_model: str | None = field(
         default="joint_accuracy", metadata={"help": "Metric for --load_best_model_at_end and the best checkpoint."}
     )
+
+
+ARGUMENT_CLASSES = (ModelArguments, UtteranceDataArguments, SlotTrainingArguments)
 
 
 def words_with_pieces(utterances, tokenizer):
@@ -150,20 +155,24 @@ def predicted_label_ids(logits, labels):
 
 
 def main():
-    model_args, data_args, training_args = start_run((ModelArguments, UtteranceDataArguments, SlotTrainingArguments))
+    model_args, data_args, training_args = start_run(ARGUMENT_CLASSES)
 
-    # Read and validate every input before anything is written.
+    # Read and check every input before anything is written.
     splits, training_tags = load_labelled_splits(data_args, training_args, load_slot_utterances, "tags")
-    resume_from = checkpoint_to_resume(training_args)
+    resume_from = checkpoint_to_resume(training_args, SLOT_TAGGING)
+    check_run_outputs(model_args, data_args, training_args, resume_from)
     # Byte-level BPE tokenizers (roberta-base) mark a word start by the space before it: words need one too.
-    tokenizer, model = load_tokenizer_and_model(
+    tokenizer, config, new_head = load_tokenizer_and_config(
         model_args,
-        AutoModelForTokenClassification,
-        training_args.seed,
+        SLOT_TAGGING,
         data_args.max_seq_length,
         label_names=training_tags,
         tokenizer_options={"add_prefix_space": True},
     )
+    if dry_run_ends(training_args, model_args):
+        return
+    record_settings(config, SLOT_TAGGING, max_seq_length=data_args.max_seq_length)
+    model = load_model(model_args, SLOT_TAGGING, config, training_args.seed, new_head)
     tag_names = task_label_names(model, model_args, data_args, splits, "tags")
     label2id = {name: index for index, name in enumerate(tag_names)}
     logger.info(f"{len(tag_names)} tags: {' '.join(tag_names)}")
@@ -204,16 +213,17 @@ def main():
         preprocess_logits_for_metrics=predicted_label_ids,
     )
 
-    if training_args.do_train:
-        train_and_save(trainer, resume_from, train_samples=len(features["train"]))
+    with reported_write_errors(training_args.output_dir):
+        if training_args.do_train:
+            train_and_save(trainer, resume_from, train_samples=len(features["train"]))
 
-    if training_args.do_eval:
-        evaluate_and_save(trainer, eval_samples=len(features["eval"]))
+        if training_args.do_eval:
+            evaluate_and_save(trainer, eval_samples=len(features["eval"]))
 
-    if training_args.do_predict:
-        predicted_ids = trainer.predict(features["predict"]).predictions
-        tags = tags_per_word(predicted_ids, first_pieces["predict"], tag_names)
-        write_submission(trainer, splits["predict"], [" ".join(word_tags) for word_tags in tags], "tags")
+        if training_args.do_predict:
+            predicted_ids = trainer.predict(features["predict"]).predictions
+            tags = tags_per_word(predicted_ids, first_pieces["predict"], tag_names)
+            write_submission(trainer, splits["predict"], [" ".join(word_tags) for word_tags in tags], "tags")
 
 
 if __name__ == "__main__":

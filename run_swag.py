@@ -20,13 +20,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
-from transformers import AutoModelForMultipleChoice, Trainer
+from transformers import Trainer
 
 from adl_data import load_context, load_questions, to_multiple_choice_examples
 from cli import InputError, run_main
 from outputs import write_json
-from checkpoints import checkpoint_to_resume, load_tokenizer_and_model
-from training import CheckedTrainingArguments, first_n, ModelArguments, QuestionDataArguments, start_run, train_and_save
+from checkpoints import PARAGRAPH_SELECTION, checkpoint_to_resume, load_model, load_tokenizer_and_config, record_settings
+from training import (
+    CheckedTrainingArguments,
+    ModelArguments,
+    QuestionDataArguments,
+    check_run_outputs,
+    dry_run_ends,
+    first_n,
+    reported_write_errors,
+    save_metrics,
+    start_run,
+    train_and_save,
+)
 from metrics import compute_accuracy
 from features import check_window_fits, DataCollatorForMultipleChoice, mask_filler_choices
 from utils_qa import prepare_multiple_choice_features
@@ -39,6 +50,9 @@ class ParagraphSelectionTrainingArguments(CheckedTrainingArguments):
     metric_for_best_model: str | None = field(
         default="accuracy", metadata={"help": "Metric for --load_best_model_at_end and the best checkpoint."}
     )
+
+
+ARGUMENT_CLASSES = (ModelArguments, QuestionDataArguments, ParagraphSelectionTrainingArguments)
 
 
 class MultipleChoiceTrainer(Trainer):
@@ -89,11 +103,9 @@ def build_dataset(questions, context, tokenizer, data_args, description):
 
 
 def main():
-    model_args, data_args, training_args = start_run(
-        (ModelArguments, QuestionDataArguments, ParagraphSelectionTrainingArguments)
-    )
+    model_args, data_args, training_args = start_run(ARGUMENT_CLASSES)
 
-    # Read and validate every input before anything is written.
+    # Read and check every input before anything is written.
     context = load_context(data_args.context_file)
     splits = {}
     if training_args.do_train:
@@ -106,13 +118,21 @@ def main():
         )
     if training_args.do_predict:
         splits["predict"] = first_n(load_questions(data_args.test_file, context), data_args.max_predict_samples)
-    resume_from = checkpoint_to_resume(training_args)
-    tokenizer, model = load_tokenizer_and_model(
-        model_args, AutoModelForMultipleChoice, training_args.seed, data_args.max_seq_length
-    )
+    resume_from = checkpoint_to_resume(training_args, PARAGRAPH_SELECTION)
+    check_run_outputs(model_args, data_args, training_args, resume_from)
+    tokenizer, config, _ = load_tokenizer_and_config(model_args, PARAGRAPH_SELECTION, data_args.max_seq_length)
     problem = check_window_fits(tokenizer, data_args.max_seq_length, data_args.max_question_length)
     if problem:
         raise InputError(problem)
+    if dry_run_ends(training_args, model_args):
+        return
+    record_settings(
+        config,
+        PARAGRAPH_SELECTION,
+        max_seq_length=data_args.max_seq_length,
+        max_question_length=data_args.max_question_length,
+    )
+    model = load_model(model_args, PARAGRAPH_SELECTION, config, training_args.seed, new_head=False)
 
     datasets = {
         split: build_dataset(questions, context, tokenizer, data_args, f"Tokenizing {split} pairs")
@@ -134,31 +154,31 @@ def main():
         compute_metrics=compute_accuracy,
     )
 
-    if training_args.do_train:
-        train_and_save(trainer, resume_from, train_samples=len(datasets["train"]))
+    with reported_write_errors(training_args.output_dir):
+        if training_args.do_train:
+            train_and_save(trainer, resume_from, train_samples=len(datasets["train"]))
 
-    if training_args.do_eval:
-        # One pass gives both the metrics and the chosen paragraphs, written out so that the accuracy can be checked
-        # (and the mistakes read) question by question.
-        output = trainer.predict(datasets["eval"], metric_key_prefix="eval")
-        metrics = {**output.metrics, "eval_samples": len(datasets["eval"])}
-        trainer.log(metrics)
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
-        if trainer.is_world_process_zero():
-            chosen = chosen_paragraphs(splits["eval"], output.predictions)
-            path = write_json(os.path.join(training_args.output_dir, "eval_predictions.json"), chosen)
-            logger.info(f"Wrote the chosen paragraph of {len(chosen)} validation questions to {path}")
+        if training_args.do_eval:
+            # One pass gives both the metrics and the chosen paragraphs, written out so that the accuracy can be checked
+            # (and the mistakes read) question by question.
+            output = trainer.predict(datasets["eval"], metric_key_prefix="eval")
+            metrics = {**output.metrics, "eval_samples": len(datasets["eval"])}
+            trainer.log(metrics)
+            save_metrics(trainer, "eval", metrics)
+            if trainer.is_world_process_zero():
+                chosen = chosen_paragraphs(splits["eval"], output.predictions)
+                path = write_json(os.path.join(training_args.output_dir, "eval_predictions.json"), chosen)
+                logger.info(f"Wrote the chosen paragraph of {len(chosen)} validation questions to {path}")
 
-    if training_args.do_predict:
-        chosen = chosen_paragraphs(splits["predict"], trainer.predict(datasets["predict"]).predictions)
-        records = [
-            {"id": q["id"], "question": q["question"], "paragraphs": q["paragraphs"], "relevant": chosen[q["id"]]}
-            for q in splits["predict"]
-        ]
-        if trainer.is_world_process_zero():
-            path = write_json(os.path.join(training_args.output_dir, "test_with_relevant.json"), records)
-            logger.info(f"Wrote the predicted paragraphs of {len(records)} questions to {path}")
+        if training_args.do_predict:
+            chosen = chosen_paragraphs(splits["predict"], trainer.predict(datasets["predict"]).predictions)
+            records = [
+                {"id": q["id"], "question": q["question"], "paragraphs": q["paragraphs"], "relevant": chosen[q["id"]]}
+                for q in splits["predict"]
+            ]
+            if trainer.is_world_process_zero():
+                path = write_json(os.path.join(training_args.output_dir, "test_with_relevant.json"), records)
+                logger.info(f"Wrote the predicted paragraphs of {len(records)} questions to {path}")
 
 
 if __name__ == "__main__":

@@ -12,9 +12,11 @@ import collections
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 N_BEST_SIZE = 20
+# The most spans kept per window and paragraph: a bound that keeps the n-best lists (and the files that list them)
+# sane; nobody reads a thousand candidates.
+MAX_N_BEST_SIZE = 1000
 # In tokens. Chinese BERT vocabularies have one token per Chinese character: 64 covers the longest answer of the
 # real data (63 characters; 99% are at most 26).
 MAX_ANSWER_LENGTH = 64
@@ -65,9 +67,12 @@ def best_spans_of_windows(all_start_logits, all_end_logits, all_char_starts, max
     """
     runs = [(w, run) for w, char_starts in enumerate(all_char_starts) for run in paragraph_runs(char_starts)]
     spans_of_runs = []
+    requested_length = max_answer_length
     for chunk_start in range(0, len(runs), WINDOWS_PER_CHUNK):
         chunk = runs[chunk_start : chunk_start + WINDOWS_PER_CHUNK]
         width = max(len(run) for _, run in chunk)
+        # No span is longer than its window: a longer limit changes nothing but the memory the scores would take.
+        max_answer_length = min(requested_length, width)
         start_scores = np.full((len(chunk), width), -np.inf, dtype=np.float32)
         end_scores = np.full((len(chunk), width + max_answer_length - 1), -np.inf, dtype=np.float32)
         for row, (w, run) in enumerate(chunk):
@@ -141,53 +146,6 @@ def _log_partitions(start_scores, end_scores, max_answer_length):
         top = np.max(terms, axis=1, keepdims=True)
         finite_top = np.where(np.isfinite(top), top, 0.0)
         return (finite_top + np.log(np.sum(np.exp(terms - finite_top), axis=1, keepdims=True)))[:, 0]
-
-
-def best_spans_on_device(
-    start_logits, end_logits, context_start, context_end, max_answer_length, n_best_size, runs=None
-):
-    """best_spans_of_windows for a batch of windows, in torch on the logits' own device (inside an exported graph, so
-    that only a few numbers per window leave the device): the same spans, scores and order.
-
-    start_logits, end_logits: (windows, tokens); the paragraph part of window w is [context_start[w], context_end[w]).
-    For windows over joined candidates, `runs` (windows, tokens) gives each token's run of paragraph tokens
-    (token_runs; -1 for the separators): a span must start and end in one run, so that none crosses a separator.
-    Returns start tokens, end tokens and scores, each (windows, n_best_size), best first (score -inf where a window has
-    fewer valid spans), and the log partition of each window, (windows,).
-    """
-    windows, width = start_logits.shape
-    positions = torch.arange(width, device=start_logits.device)
-    in_context = (positions[None, :] >= context_start[:, None]) & (positions[None, :] < context_end[:, None])
-    if runs is not None:
-        in_context &= runs >= 0
-    # n_best_size invalid tokens more, so that every window has at least n_best_size starts to rank whatever its
-    # length (an exported graph then needs no guard on the length).
-    nothing = torch.full((windows, n_best_size), float("-inf"), device=start_logits.device)
-    start = torch.cat([start_logits.float().masked_fill(~in_context, float("-inf")), nothing], dim=1)
-    end = torch.cat([end_logits.float().masked_fill(~in_context, float("-inf")), nothing], dim=1)
-    padding = torch.full((windows, max_answer_length - 1), float("-inf"), device=end.device)
-    span_ends = torch.arange(start.shape[1], device=end.device)[:, None] + torch.arange(
-        max_answer_length, device=end.device
-    )
-    ends_of_spans = torch.cat([end, padding], dim=1)[:, span_ends]  # (windows, tokens, lengths)
-    if runs is not None:
-        # Runs are separated by tokens of no run: a span whose two ends are in one run lies wholly inside it.
-        no_run = torch.full((windows, n_best_size + max_answer_length - 1), -1, dtype=runs.dtype, device=runs.device)
-        runs = torch.cat([runs, no_run], dim=1)
-        same_run = runs[:, span_ends] == runs[:, : start.shape[1], None]
-        ends_of_spans = ends_of_spans.masked_fill(~same_run, float("-inf"))
-    best_of_start = start + ends_of_spans.max(dim=2).values
-    # Stable sorts give the order of best_spans_of_windows: score descending, then start, then length.
-    starts = torch.sort(torch.sort(-best_of_start, dim=1, stable=True).indices[:, :n_best_size], dim=1).values
-    scores = (
-        start.gather(1, starts)[:, :, None]
-        + ends_of_spans.gather(1, starts[:, :, None].expand(-1, -1, max_answer_length))
-    ).reshape(windows, -1)
-    order = torch.sort(-scores, dim=1, stable=True).indices[:, :n_best_size]
-    start_tokens = starts.gather(1, torch.div(order, max_answer_length, rounding_mode="floor"))
-    end_tokens = start_tokens + order % max_answer_length
-    log_partition = torch.logsumexp((start[:, :, None] + ends_of_spans).reshape(windows, -1), dim=1)
-    return start_tokens, end_tokens, scores.gather(1, order), log_partition
 
 
 def character_spans(window_spans, char_starts, char_ends):

@@ -2,25 +2,36 @@
 checks on them, logging, the data splits of a classification task and its label names, and training, evaluating
 and saving with the Trainer. Loading the model and resuming a checkpoint: checkpoints.py."""
 
+import contextlib
+import importlib
 import logging
 import math
 import os
+import shlex
 import sys
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import datasets
 import transformers
 from datasets import Dataset
+from safetensors import SafetensorError
 from transformers import HfArgumentParser, TrainingArguments
 
 from adl_data import check_known_labels
-from cli import InputError, OneLineErrors, one_line
-from outputs import write_predictions_csv
+from checkpoints import FINISHED_TRAINING_FILE, model_folders
+from cli import InputError, OneLineErrors, one_line, run_main, short_number
 from features import MAX_QUESTION_LENGTH, MAX_SEQ_LENGTH
+from outputs import check_output_folder, write_predictions_csv
 
 logger = logging.getLogger(__name__)
+
+# Upper bounds that keep memory sane: processes spawned, sequences per device batch.
+MAX_WORKERS = 64
+MAX_BATCH_SIZE = 4096
 
 
 @dataclass
@@ -67,7 +78,9 @@ class DataArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training records."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N validation records."})
     max_predict_samples: int | None = field(default=None, metadata={"help": "Keep only the first N test records."})
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": f"Processes for tokenization (at most {MAX_WORKERS})."}
+    )
 
     def __post_init__(self):
         require_at_least(
@@ -79,6 +92,7 @@ class DataArguments:
             "max_predict_samples",
             "preprocessing_num_workers",
         )
+        require_at_most(self, MAX_WORKERS, "preprocessing_num_workers")
 
 
 def require_at_least(arguments, minimum, *names):
@@ -89,16 +103,34 @@ def require_at_least(arguments, minimum, *names):
             raise ValueError(f"--{name} {value}: must be a number of at least {minimum}")
 
 
+def require_at_most(arguments, maximum, *names):
+    """Refuses, at parse time, a numeric flag above `maximum`: a bound that keeps memory sane (None: not given)."""
+    for name in names:
+        value = getattr(arguments, name)
+        if value is not None and value > maximum:
+            raise ValueError(f"--{name} {short_number(value)}: must be at most {maximum:,}")
+
+
 @dataclass
 class CheckedTrainingArguments(TrainingArguments):
     """TrainingArguments whose numbers are checked at parse time, so that a run cannot silently do nothing (no
     epochs) or nonsense (a NaN learning rate)."""
+
+    dry_run: bool = field(
+        default=False,
+        metadata={
+            "help": "Check the flags, the data files, the output folder, and the config and tokenizer of the model "
+            "(and the checkpoint to resume), then stop: no weights are loaded, nothing is trained or written."
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
         require_at_least(
             self, 1, "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"
         )
+        require_at_most(self, MAX_BATCH_SIZE, "per_device_train_batch_size", "per_device_eval_batch_size")
+        require_at_most(self, MAX_WORKERS, "dataloader_num_workers")
         require_at_least(self, 0, "weight_decay", "max_grad_norm", "warmup_steps")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(f"--learning_rate {self.learning_rate}: must be a number above 0")
@@ -114,8 +146,8 @@ class CheckedTrainingArguments(TrainingArguments):
                 raise ValueError(f"--{steps} {value}: must be above 0 (in steps, or below 1 as a share of them)")
 
 
-class ArgumentParser(OneLineErrors, HfArgumentParser):
-    pass
+class TrainingArgumentParser(OneLineErrors, HfArgumentParser):
+    """The parser of the training scripts: the dataclasses' flags, one line for a bad command line."""
 
 
 @dataclass
@@ -145,7 +177,7 @@ class UtteranceDataArguments(DataArguments):
 
 def parse_arguments(argument_classes):
     """Parses the command line (or a single .json file of arguments) into the given dataclasses."""
-    parser = ArgumentParser(argument_classes)
+    parser = TrainingArgumentParser(argument_classes)
     try:
         if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
             parsed = parser.parse_json_file(json_file=os.path.abspath(sys.argv[1]))
@@ -179,7 +211,6 @@ def start_run(argument_classes):
     model_args, data_args, training_args = parse_arguments(argument_classes)
     setup_logging(training_args)
     check_data_arguments(data_args, training_args)
-    check_output_dir(training_args.output_dir)
     return model_args, data_args, training_args
 
 
@@ -195,18 +226,65 @@ def check_data_arguments(data_args, training_args):
             raise InputError(f"{action} needs {file_flag}")
 
 
-def check_output_dir(output_dir):
-    """Fails early, before any training, when --output_dir could not be written; creates nothing."""
-    path = os.path.abspath(output_dir)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise InputError(f"{output_dir}: --output_dir is a file, not a directory")
-    existing = path
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
+def check_run_outputs(model_args, data_args, training_args, resume_from):
+    """Checks, before any model loads, that what the run writes (--output_dir: the model, checkpoints, metrics,
+    predictions) lands on nothing it reads (outputs.check_output_folder) and does not train over a finished run."""
+    data_files = [data_args.train_file, data_args.validation_file, data_args.test_file]
+    data_files.append(getattr(data_args, "context_file", None))
+    model_folders_read = model_folders(model_args)
+    if resume_from is not None and not os.path.realpath(resume_from).startswith(
+        os.path.realpath(training_args.output_dir) + os.sep
+    ):
+        model_folders_read.append(resume_from)
+    check_output_folder(training_args.output_dir, [f for f in data_files if f], model_folders_read)
+    finished = os.path.join(training_args.output_dir, FINISHED_TRAINING_FILE)
+    if training_args.do_train and os.path.exists(finished):
         raise InputError(
-            f"{output_dir}: --output_dir cannot be created or written ({existing} is not a writable folder)"
+            f"{training_args.output_dir}: --output_dir holds a finished training ({FINISHED_TRAINING_FILE}), which "
+            "--do_train would train over: use another --output_dir, leave out --do_train to evaluate or predict "
+            f"with it, or delete {FINISHED_TRAINING_FILE} to continue it"
         )
+
+
+def dry_run_ends(training_args, model_args) -> bool:
+    """With --dry_run, says that every check passed and returns True: the script stops there."""
+    if training_args.dry_run:
+        logger.info(
+            f"Dry run: the flags, the data files, --output_dir {training_args.output_dir} and the config and "
+            f"tokenizer of {model_args.model_name_or_path} are fine; nothing was trained or written."
+        )
+    return training_args.dry_run
+
+
+@contextlib.contextmanager
+def reported_write_errors(folder):
+    """Turns a failed write into the run's folder (a full disk, a read-only or lost file system) into one line. The
+    Trainer's writers raise OSError, safetensors' SafetensorError, or torch's RuntimeError from its C++ writer, which
+    say little, so the folder is probed: an error while the folder can be written is re-raised as it was. A
+    checkpoint cut short by the failure is skipped when the run resumes (checkpoints.checkpoint_problem)."""
+    try:
+        yield
+    except (OSError, RuntimeError, SafetensorError) as error:
+        reason = _unwritable(folder)
+        if reason is None:
+            raise
+        raise InputError(
+            f"{folder}: cannot write ({reason}) after {type(error).__name__}: {one_line(error, 120)}; "
+            "a checkpoint cut short is skipped when the run resumes"
+        ) from None
+
+
+def _unwritable(folder):
+    """Why a megabyte cannot be written into `folder` now, or None when it can."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder) as probe:
+            probe.write(b"\0" * 2**20)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
 
 
 def setup_logging(training_args):
@@ -310,21 +388,104 @@ def train_and_save(trainer, resume_from, train_samples):
     result = trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_model()
     logger.info(f"Saved the model and its tokenizer to {trainer.args.output_dir}")
-    metrics = {**result.metrics, "train_samples": train_samples}
-    trainer.log_metrics("train", metrics)
-    trainer.save_metrics("train", metrics)
+    save_metrics(trainer, "train", {**result.metrics, "train_samples": train_samples})
     trainer.save_state()
 
 
 def evaluate_and_save(trainer, eval_samples, **evaluate_options):
     """Evaluates, then logs the metrics and saves them to eval_results.json (and all_results.json)."""
     metrics = trainer.evaluate(**evaluate_options)
-    metrics["eval_samples"] = eval_samples
-    trainer.log_metrics("eval", metrics)
-    trainer.save_metrics("eval", metrics)
+    save_metrics(trainer, "eval", {**metrics, "eval_samples": eval_samples})
+
+
+def save_metrics(trainer, split, metrics):
+    """Logs a split's metrics and saves them (<split>_results.json, all_results.json) as strict JSON: a value that
+    is not a finite number (a loss that diverged) is saved as null, with a warning, since strict readers refuse NaN."""
+    not_finite = sorted(k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v))
+    if not_finite:
+        logger.warning(f"{split} metrics {', '.join(not_finite)} are not finite numbers: saved as null")
+    metrics = {k: (None if k in not_finite else v) for k, v in metrics.items()}
+    trainer.log_metrics(split, metrics)
+    trainer.save_metrics(split, metrics)
 
 
 def first_n(records, n):
     return records if n is None else records[:n]
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# Flags for several scripts (train.sh)
+
+
+def flag_groups(arguments: list[str]) -> list[list[str]]:
+    """A command line's flags, each with the values that follow it: ["--seed", "7", "--bf16"] -> [["--seed", "7"],
+    ["--bf16"]]. A flag is a word that starts with "--"; anything else is a value of the flag before it."""
+    groups = []
+    for word in arguments:
+        if word.startswith("--") or not groups:
+            groups.append([word])
+        else:
+            groups[-1].append(word)
+    return groups
+
+
+def accepted_flags(argument_classes, arguments: list[str]) -> tuple[list[str], list[str]]:
+    """Splits a command line into the flags (with their values) that a script taking `argument_classes` accepts and
+    the names of those it does not.
+
+    Args:
+        argument_classes: the script's argument dataclasses (its ARGUMENT_CLASSES).
+        arguments: the command line.
+
+    Returns:
+        (the accepted words, in order; the flags not accepted).
+    """
+    parser = TrainingArgumentParser(argument_classes)
+    known = {option for action in parser._actions for option in action.option_strings}
+    accepted, refused = [], []
+    for group in flag_groups(arguments):
+        name = group[0].split("=", 1)[0]
+        if name in known:
+            accepted += group
+        else:
+            refused.append(name)
+    return accepted, refused
+
+
+def route_flags(scripts: list[str], arguments: list[str]) -> list[list[str]]:
+    """The flags of `arguments` that each script accepts (train.sh's flags after --, given to every stage that takes
+    them); an InputError for a flag that none of them takes.
+
+    Args:
+        scripts: the training scripts, e.g. ["run_swag.py", "run_qa.py"].
+        arguments: the command line.
+
+    Returns:
+        One list of words per script.
+    """
+    routed, refused_by = [], {}
+    for script in scripts:
+        module = importlib.import_module(Path(script).stem)
+        accepted, refused = accepted_flags(module.ARGUMENT_CLASSES, arguments)
+        routed.append(accepted)
+        for name in refused:
+            refused_by.setdefault(name, []).append(script)
+    for name, refusing in refused_by.items():
+        if len(refusing) == len(scripts):
+            raise InputError(f"{name}: no stage takes this flag ({', '.join(scripts)}; see python {scripts[-1]} --help)")
+    return routed
+
+
+def main(argv=None):
+    """python training.py route SCRIPT [SCRIPT ...] -- FLAGS...: prints, one line per SCRIPT, the FLAGS it takes,
+    quoted for the shell (train.sh reads them back with eval)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) < 3 or argv[0] != "route" or "--" not in argv:
+        raise InputError("usage: python training.py route SCRIPT [SCRIPT ...] -- FLAGS...")
+    separator = argv.index("--")
+    for words in route_flags(argv[1:separator], argv[separator + 1 :]):
+        print(shlex.join(words))
+
+
+if __name__ == "__main__":
+    run_main(main)

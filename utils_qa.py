@@ -13,7 +13,6 @@ SQuAD-style `answers` ({"text": [...], "answer_start": [...]}); paragraph select
 """
 
 import collections
-import json
 import logging
 import os
 
@@ -28,6 +27,7 @@ from features import (
     model_inputs,
     window_features,
 )
+from outputs import OutputPlan, json_writer
 from spans import MAX_ANSWER_LENGTH, N_BEST_SIZE, best_spans_of_windows, character_spans, merge_character_spans
 from tokens import question_token_ids, tokenize_texts
 
@@ -177,7 +177,7 @@ def postprocess_qa_predictions(
         if version_2_with_negative and null_scores:
             null_score = min(null_scores)
             best_score = candidates[0]["score"] if candidates else -np.inf
-            null_score_diff_of_example[example_id] = null_score - best_score
+            null_score_diff_of_example[example_id] = float(null_score - best_score)
             if null_score - best_score > null_score_diff_threshold:
                 best_text = ""
             candidates.append({"score": null_score, "start": -1, "end": -1, "text": ""})
@@ -197,12 +197,13 @@ def postprocess_qa_predictions(
         name_prefix = f"{prefix}_" if prefix else ""
         files = {"predictions": answers, "nbest_predictions": nbest_of_example}
         if version_2_with_negative:
-            files["null_odds"] = null_score_diff_of_example
+            # No valid span at all makes the difference infinite, which strict JSON cannot hold: null.
+            files["null_odds"] = {i: (d if np.isfinite(d) else None) for i, d in null_score_diff_of_example.items()}
+        plan, writers = OutputPlan(), {}
         for name, value in files.items():
-            path = os.path.join(output_dir, f"{name_prefix}{name}.json")
-            logger.info(f"Saving {name} to {path}.")
-            with open(path, "w", encoding="utf-8") as file:
-                json.dump(value, file, ensure_ascii=False, indent=2)
+            writers[plan.add(os.path.join(output_dir, f"{name_prefix}{name}.json"))] = json_writer(value)
+        logger.info(f"Saving {', '.join(files)} to {output_dir}.")
+        plan.write(writers)
     return answers
 
 

@@ -10,8 +10,7 @@ of hidden size 128, `base` is bert-base-chinese's shape (12 layers, hidden 768).
 
 1. for each export, the whole pipeline (`inference.predict`: read the JSON, tokenize, both stages, post-process,
    write the CSV; loading the checkpoints excluded) against the bare forward passes of exactly the batches the
-   pipeline made (recorded during a run, already on the device), fastest of --repeats runs of each. An export
-   written EXPORT:device (e.g. none:device) decodes the spans on the device (--decode_on_device);
+   pipeline made (recorded during a run, already on the device), fastest of --repeats runs of each;
 2. the CPU work per question: the pipeline with forward passes that return zeros at once, so that everything left
    is reading, tokenizing, assembling, padding, post-processing and writing;
 3. the overlap: forward passes that sleep --sleep_ms per batch (releasing the GIL, as a GPU does), with the
@@ -119,21 +118,20 @@ class StandIn(torch.nn.Module):
 
 def run_pipeline(args, export, forwards=None, overlap="auto"):
     """One run of inference.predict; `forwards(stage, member)` may replace each member's forward pass. `export` is an
-    --export value, with ":device" appended for --decode_on_device."""
-    kind, _, where = export.partition(":")
+    --export value."""
     flags = {
         "--context_file": args.context_file,
         "--test_file": args.test_file,
-        "--output_file": args.output_dir / f"pred-{kind}-{where}.csv",
+        "--output_file": args.output_dir / f"pred-{export}.csv",
         "--mc_model": args.mc_model,
         "--qa_model": args.qa_model,
-        "--export": kind,
+        "--export": export,
         "--device": args.device,
         "--batch_size": args.batch_size,
         "--overlap": overlap,
     }
     argv = [str(item) for flag_and_value in flags.items() for item in flag_and_value]
-    arguments = inference.parse_arguments(argv + (["--decode_on_device"] if where == "device" else []))
+    arguments = inference.parse_arguments(argv)
     load_members = inference.load_members
     replaced = []
 
@@ -261,8 +259,7 @@ def main():
         "--exports",
         nargs="*",
         default=["none", "torchscript", "torch_export"],
-        help="--export values to time against the bare forward passes (EXPORT:device decodes spans on the device); "
-        "none given: only the CPU work and the overlap.",
+        help="--export values to time against the bare forward passes; none given: only the CPU work and the overlap.",
     )
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--repeat_test", type=int, default=1, help="Repeat the test questions this many times.")

@@ -136,7 +136,6 @@ def our_stage_two(args, checkpoint, questions, context):
         max_answer_length=args.max_answer_length,
         batch_size=args.batch_size,
         export="none",
-        decode_on_device=False,
     )
     device, dtype = torch.device("cpu"), torch.float32
     member = inference.load_members([checkpoint], SPAN_SELECTION, arguments, device, dtype)[0]

@@ -23,14 +23,13 @@ from transformers.models.longformer.modeling_longformer import (
     _compute_global_attention_mask,
 )
 
-import batching
 import exports
 import inference
 import run_qa
 from adl_data import CANDIDATE_SEPARATOR, join_candidates, load_context, load_questions, to_squad_examples
 from cli import run_main
 from long_context import keep_block_sparse_attention, question_end_token, question_global_attention
-from spans import best_spans_of_windows, best_spans_on_device, paragraph_runs, token_runs
+from spans import best_spans_of_windows
 from tokens import candidate_separator_ids, join_tokens, question_token_ids, tokenize_texts
 from utils_qa import prepare_train_features, prepare_validation_features
 
@@ -198,48 +197,6 @@ def test_no_span_crosses_a_separator_and_the_n_best_and_partition_are_those_of_b
             if char_starts[i] >= 0 and char_starts[j] >= 0
         )
     assert crossing_allowed >= 20  # most windows had spans that only the separator rule excludes
-
-
-def test_decoding_on_the_device_keeps_spans_inside_one_paragraph_like_the_numpy_path():
-    """spans.best_spans_on_device with the runs of joined candidates against best_spans_of_windows: logits rounded
-    to halves (many ties), 0 to 4 separators per window, spans longer than a paragraph allowed: the same spans in the
-    same order, the same scores and log partitions, and (through padded_batches) windows of different lengths."""
-    generator = np.random.default_rng(7)
-    crossing_allowed = 0
-    for trial in range(120):
-        windows, max_answer_length, n_best_size = int(generator.integers(1, 5)), int(generator.integers(1, 10)), 9
-        sequences, char_starts = [], []
-        for _ in range(windows):
-            length = int(generator.integers(8, 40))
-            starts = np.arange(length, dtype=np.int64)
-            starts[:3], starts[-1] = -1, -1  # [CLS], question, [SEP] ... [SEP]
-            separators = generator.choice(np.arange(4, length - 2), size=min(trial % 5, length - 6), replace=False)
-            starts[separators] = -1
-            char_starts.append(starts)
-            sequences.append((np.zeros(length, dtype=np.int64), None, (3, length - 1, token_runs(starts))))
-            crossing_allowed += len(paragraph_runs(starts)) > 1
-        logits = [(np.round(generator.normal(size=(2, len(s))) * 2) / 2).astype(np.float32) for s in char_starts]
-        expected = best_spans_of_windows([l[0] for l in logits], [l[1] for l in logits], char_starts,
-                                         max_answer_length, n_best_size)  # fmt: skip
-        (positions, tensors), *rest = batching.padded_batches(sequences, 0, windows)
-        assert not rest
-        start_logits = torch.full(tensors[0].shape, 100.0)  # padding scores high: it must never be picked
-        end_logits = torch.full(tensors[0].shape, 100.0)
-        for row, w in enumerate(positions):
-            start_logits[row, : len(char_starts[w])] = torch.from_numpy(logits[w][0])
-            end_logits[row, : len(char_starts[w])] = torch.from_numpy(logits[w][1])
-        starts, ends, scores, log_partitions = (
-            t.numpy()
-            for t in best_spans_on_device(start_logits, end_logits, *tensors[3:5], max_answer_length, n_best_size,
-                                          tensors[5])
-        )  # fmt: skip
-        for row, w in enumerate(positions):
-            valid = np.isfinite(scores[row])
-            assert starts[row][valid].tolist() == expected[w].start_tokens.tolist()
-            assert ends[row][valid].tolist() == expected[w].end_tokens.tolist()
-            assert scores[row][valid].tolist() == expected[w].scores.tolist()
-            assert log_partitions[row] == pytest.approx(expected[w].log_partition, rel=1e-5, abs=1e-5)
-    assert crossing_allowed > 100
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -467,9 +424,8 @@ def test_long_context_models_train_and_inference_end_to_end_equals_run_qa(
 
 @pytest.mark.parametrize(
     "decoding",
-    [[], ["--decode_on_device"], ["--decode_on_device", "--export", "torchscript"],
-     ["--decode_on_device", "--export", "torch_export", "--overlap", "on"]],
-    ids=["numpy", "device", "device-torchscript", "device-torch-export"],
+    [[], ["--export", "torchscript"], ["--export", "torch_export", "--overlap", "on"]],
+    ids=["eager", "torchscript", "torch-export-threads"],
 )  # fmt: skip
 def test_answers_come_back_with_their_paragraph_and_offsets_and_never_across_two_paragraphs(
     tiny_base, tmp_path, decoding

@@ -98,7 +98,7 @@ def run_sequences(forward, features, pad_token_id, batch_size, overlap=False):
             assert outputs[key] is None
             outputs[key] = output
 
-    sequences = ((i, np.asarray(ids), np.asarray(features["token_type_ids"][i]), ())
+    sequences = ((i, np.asarray(ids), np.asarray(features["token_type_ids"][i]))
                  for i, ids in enumerate(features["input_ids"]))
     stats = batching.StageStats("test")
     batching.run_model(sequences, forward, pad_token_id, SimpleNamespace(batch_size=batch_size), torch.device("cpu"),
@@ -121,7 +121,7 @@ def run_counted(count, batch_size, overlap, wait_after=None, first_batch_waits_f
             pulled.append(i)
             if len(pulled) == first_batch_waits_for:
                 enough_pulled.set()
-            yield i, np.arange(1, 2 + i % 5), None, ()
+            yield i, np.arange(1, 2 + i % 5), None
 
     def forward(input_ids, attention_mask, token_type_ids):
         if first_batch_waits_for and not first_batch_ran.is_set():
@@ -323,9 +323,10 @@ def test_missing_or_incomplete_model_directory(checkpoints, tmp_path, capsys):
     incomplete = tmp_path / "checkpoints"
     shutil.copytree(checkpoints, incomplete, ignore=shutil.ignore_patterns("exported", "*.safetensors"))
     last_line = infer_expecting_error(incomplete, tmp_path / "pred.csv", capsys)
-    assert "paragraph-selection model directory is incomplete: no *.safetensors weights" in last_line
+    # The span models are read first: how they were trained says whether paragraph selection runs at all.
+    assert "span-selection model directory is incomplete: no *.safetensors weights" in last_line
     last_line = infer_expecting_error(tmp_path / "nowhere", tmp_path / "pred.csv", capsys)
-    assert "paragraph-selection model directory not found (run `bash download.sh` first" in last_line
+    assert "span-selection model directory not found (run `bash download.sh` first" in last_line
 
 
 def test_failure_keeps_an_existing_submission_intact(checkpoints, tmp_path, capsys):

@@ -207,14 +207,14 @@ def test_span_models_with_different_vocabularies_merge_per_character_span(tiny_b
     flags = ["--max_answer_length", "30", "--n_best_size", "400", "--analysis_dir"]
     answers = {}
     for name, members in (("a", [a]), ("b", [b]), ("ab", [a, b])):
-        answers[name] = infer(tmp_path / f"{name}.csv", test, [mc], members, *flags, tmp_path / name,
+        answers[name] = infer(tmp_path / f"{name}.csv", test, [mc], members, *flags, tmp_path / f"analysis-{name}",
                               context_file=context)["q"]
     assert answers == {"a": "甲hello乙", "b": "丙abc丁", "ab": "甲hello乙world丙abc丁"}
 
     by_hand = [planted_log_probs(tokenizers[n], paragraph, *scores, 30) for n, scores in (("a", a_scores),
                                                                                          ("b", b_scores))]
     ensemble = {span: (by_hand[0].get(span, 0.0) + by_hand[1].get(span, 0.0)) / 2 for span in by_hand[0]}
-    nbest = json.loads((tmp_path / "ab" / "errors.jsonl").read_text(encoding="utf-8"))["nbest"]
+    nbest = json.loads((tmp_path / "analysis-ab" / "errors.jsonl").read_text(encoding="utf-8"))["nbest"]
     # One candidate paragraph: log P(paragraph) = 0, so an answer's score is log P_ensemble(span).
     for answer in nbest[:3]:
         span = (answer["start"], answer["start"] + len(answer["text"]))

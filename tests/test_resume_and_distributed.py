@@ -19,12 +19,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForQuestionAnswering
 
 from cli import InputError
-from checkpoints import checkpoint_to_resume, load_tokenizer_and_model
+from checkpoints import SPAN_SELECTION, load_model, load_tokenizer_and_config
 from training import check_launch, ModelArguments
-from conftest import ROOT, SAMPLES, read_json, write_json
+from conftest import ROOT, SAMPLES, read_json
 
 SCRIPT_ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 COMMON = ["--context_file", SAMPLES / "context.json", "--max_seq_length", "128", "--max_question_length", "32",
@@ -194,37 +193,13 @@ def test_explicit_resume_from_checkpoint(span_selection_resume):
     assert same_file(runs.explicit / "eval_predictions.json", runs.uninterrupted / "eval_predictions.json")
 
 
-def test_checkpoint_to_resume_passes_over_incomplete_checkpoints(tmp_path):
-    def arguments(**changes):
-        return SimpleNamespace(**{"do_train": True, "resume_from_checkpoint": None, "output_dir": str(tmp_path),
-                                  **changes})
-
-    assert checkpoint_to_resume(arguments()) is None
-    for step in (2, 10, 12, 14):
-        (tmp_path / f"checkpoint-{step}").mkdir()
-    for step in (2, 10):
-        write_json(tmp_path / f"checkpoint-{step}" / "trainer_state.json", {"global_step": step})
-    (tmp_path / "checkpoint-12" / "trainer_state.json").write_text('{"global_step": 1', encoding="utf-8")  # cut short
-    (tmp_path / "checkpoint-14" / "model.safetensors").write_bytes(b"")  # killed before its trainer state
-    (tmp_path / "checkpoint-99").write_text("not a folder", encoding="utf-8")
-
-    assert checkpoint_to_resume(arguments()) == str(tmp_path / "checkpoint-10")  # by step: 10 after 2
-    assert checkpoint_to_resume(arguments(do_train=False)) is None
-    explicit = str(tmp_path / "checkpoint-2")
-    assert checkpoint_to_resume(arguments(resume_from_checkpoint=explicit)) == explicit
-    with pytest.raises(InputError, match=r"checkpoint-14: --resume_from_checkpoint is not a complete checkpoint"):
-        checkpoint_to_resume(arguments(resume_from_checkpoint=str(tmp_path / "checkpoint-14")))
-    with pytest.raises(InputError, match="is not a directory"):
-        checkpoint_to_resume(arguments(resume_from_checkpoint=str(tmp_path / "missing")))
-
-
 def test_seed_fixes_the_random_initial_weights(tiny_base):
     """Runs started from scratch with the same --seed start from the same weights (else no two runs could match)."""
 
     def weights(seed):
         model_args = ModelArguments(str(tiny_base), from_scratch=True)
-        _, model = load_tokenizer_and_model(model_args, AutoModelForQuestionAnswering, seed)
-        return model.state_dict()
+        _, config, _ = load_tokenizer_and_config(model_args, SPAN_SELECTION, max_seq_length=128)
+        return load_model(model_args, SPAN_SELECTION, config, seed, new_head=False).state_dict()
 
     first, again, other = weights(7), weights(7), weights(8)
     assert all(torch.equal(first[name], again[name]) for name in first)

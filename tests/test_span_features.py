@@ -6,9 +6,8 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 
-from spans import best_spans_of_windows, best_spans_on_device, merge_character_spans
+from spans import best_spans_of_windows, merge_character_spans
 from tokens import truncate_questions
 from utils_qa import postprocess_qa_predictions, prepare_train_features, prepare_validation_features
 
@@ -263,57 +262,6 @@ def test_tied_spans_keep_the_windows_order_however_many_there_are():
     merged_starts, _, merged_scores = merge_character_spans([first_window, second_window], n_best_size=40)
     assert merged_starts.tolist() == [i for i in range(40) if scores[i] == 2.0] + [i for i in range(40) if scores[i] == 1.0]
     assert merged_scores.tolist() == sorted(scores.tolist(), reverse=True)
-
-
-def test_decoding_on_the_device_gives_the_spans_of_the_numpy_path():
-    """spans.best_spans_on_device against best_spans_of_windows: logits rounded to halves (many ties), windows of
-    different lengths and paragraph parts, max_answer_length longer than the windows, n_best_size more than the
-    spans: the same spans in the same order, the same scores, the same log partition."""
-    rng = np.random.default_rng(5)
-    for _ in range(150):
-        windows, max_answer_length, n_best_size = rng.integers(1, 6), int(rng.integers(1, 12)), int(rng.integers(1, 25))
-        lengths = rng.integers(3, 40, size=windows)
-        width = int(lengths.max())
-        start_logits = (np.round(rng.normal(size=(windows, width)) * 2) / 2).astype(np.float32)
-        end_logits = (np.round(rng.normal(size=(windows, width)) * 2) / 2).astype(np.float32)
-        context_start = np.array([rng.integers(0, length) for length in lengths])
-        context_end = np.array([rng.integers(start, length + 1) for start, length in zip(context_start, lengths)])
-        char_starts = []
-        for w in range(windows):
-            chars = np.full(lengths[w], -1)
-            chars[context_start[w] : context_end[w]] = np.arange(context_end[w] - context_start[w])
-            char_starts.append(chars)
-        expected = best_spans_of_windows([start_logits[w, : lengths[w]] for w in range(windows)],
-                                         [end_logits[w, : lengths[w]] for w in range(windows)], char_starts,
-                                         max_answer_length, n_best_size)
-        starts, ends, scores, log_partitions = (t.numpy() for t in best_spans_on_device(
-            torch.from_numpy(start_logits), torch.from_numpy(end_logits), torch.from_numpy(context_start),
-            torch.from_numpy(context_end), max_answer_length, n_best_size))
-        for w in range(windows):
-            valid = np.isfinite(scores[w])
-            assert starts[w][valid].tolist() == expected[w].start_tokens.tolist()
-            assert ends[w][valid].tolist() == expected[w].end_tokens.tolist()
-            assert scores[w][valid].tolist() == expected[w].scores.tolist()
-            assert log_partitions[w] == pytest.approx(expected[w].log_partition, rel=1e-5, abs=1e-5)
-
-
-def test_decoding_on_the_device_adds_scores_in_float32_as_the_numpy_path_does():
-    """Logits not rounded: each span's score is the float32 sum of two float32 logits on both paths, bit for bit."""
-    rng = np.random.default_rng(11)
-    start_logits, end_logits = (rng.normal(size=(3, 30)).astype(np.float32) for _ in range(2))
-    context_start, context_end = np.array([2, 5, 1]), np.array([28, 30, 20])
-    char_starts = [np.where((np.arange(30) >= s) & (np.arange(30) < e), np.arange(30), -1)
-                   for s, e in zip(context_start, context_end)]
-    expected = best_spans_of_windows(list(start_logits), list(end_logits), char_starts, 7, 20)
-    starts, ends, scores, _ = (t.numpy() for t in best_spans_on_device(
-        torch.from_numpy(start_logits), torch.from_numpy(end_logits), torch.from_numpy(context_start),
-        torch.from_numpy(context_end), 7, 20))
-    for w in range(3):
-        assert starts[w].tolist() == expected[w].start_tokens.tolist()
-        assert ends[w].tolist() == expected[w].end_tokens.tolist()
-        assert scores[w].tolist() == expected[w].scores.tolist()
-        assert expected[w].scores.tolist() == [float(start_logits[w][i] + end_logits[w][j])
-                                               for i, j in zip(starts[w], ends[w])]
 
 
 def test_logits_far_from_zero_give_exact_log_partitions_and_probabilities(tmp_path):
