@@ -21,13 +21,18 @@ only if some run has data for it, the runs overlaid in one colour each:
 - results.md, results.csv  one row per run: steps, final train loss, final and best evaluation metrics, train runtime
 
 A curve has as many points as the run logged: train with `--logging_steps N --eval_strategy steps --eval_steps N`
-(N in steps, or below 1 as a fraction of the training steps, e.g. 0.05 for 20 points). Run names default to the run
-directories' names. Names in Chinese need a CJK font: one is picked among the installed fonts, or pass --font PATH;
-if none has the characters, install one (`sudo apt install fonts-noto-cjk`).
+(N in steps, or below 1 as a fraction of the training steps, e.g. 0.05 for 20 points). A step or a value that is not a
+finite number (the Trainer writes a loss that diverged as NaN or Infinity) is left out of the curves and the table; a
+run whose "global_step" is not finite counts the largest finite step it logged.
+
+Run names default to the run directories' names and are drawn as they are written ("lr $5" is not mathtext). Names
+in Chinese need a CJK font: one is picked among the installed fonts, or pass --font PATH; if none has the characters,
+install one (`sudo apt install fonts-noto-cjk`).
 """
 
 import argparse
 import csv
+import math
 import os
 import re
 import sys
@@ -43,10 +48,13 @@ from matplotlib.ft2font import FT2Font
 from matplotlib.ticker import MaxNLocator
 
 from adl_data import read_json
-from cli import ArgumentParser, InputError, positive_int, run_main
+from cli import ArgumentParser, InputError, bounded_int, run_main
 from outputs import check_output_path, write_atomically
 
 MIN_POINTS = 5
+# The widest figure is 11 x 4 inches (two panels): at 600 dots per inch, print quality, it is 6,600 x 2,400 pixels, a
+# 63 MB image in memory. Much more runs out of memory, or past Agg's limit of 65,536 pixels a side.
+MAX_DPI = 600
 CJK_FONT_INSTALL_HINT = "install a CJK font (`sudo apt install fonts-noto-cjk`) or pass --font /path/to/font.ttc"
 # Families looked for first, in this order (Traditional Chinese first, as the ADL data is); any other installed font
 # that has the characters comes after them.
@@ -145,7 +153,9 @@ class Run:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """Whether a logged step or value can be drawn: a finite number (json reads NaN and Infinity, which the Trainer
+    writes for a loss that diverged, as floats)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # --- Reading the runs ---------------------------------------------------------------------------------------------
@@ -327,7 +337,8 @@ def draw_figure(title: str, metrics: list[Metric], runs: list[Run], font: FontPr
             axes.set_title(metric.title.capitalize())
         axes.ticklabel_format(axis="y", useOffset=False)  # plain values, not "1e-7+1.386" over the axis
         axes.grid(alpha=0.3)
-        axes.legend(prop=font)
+        for text in axes.legend(prop=font).get_texts():
+            text.set_parse_math(False)  # a run name is text: "lr $5 to $6" would be drawn as mathtext, or fail
     figure.suptitle(title)
     return figure
 
@@ -479,7 +490,11 @@ def parse_command_line(argv: list[str] | None = None) -> argparse.Namespace:
         "(default: an installed font that has their characters).",
     )
     parser.add_argument(
-        "--dpi", type=positive_int, default=100, metavar="N", help="Resolution of the PNG files (default: 100)."
+        "--dpi",
+        type=bounded_int(1, MAX_DPI),
+        default=100,
+        metavar="N",
+        help=f"Resolution of the PNG files, in dots per inch, at most {MAX_DPI} (default: 100).",
     )
     return parser.parse_args(argv)
 

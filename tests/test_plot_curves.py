@@ -2,6 +2,7 @@
 errors, and the choice of a font that can draw run names in Chinese."""
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -83,6 +84,20 @@ def test_span_selection_runs_get_loss_exact_match_and_f1_figures_with_a_legend_o
     assert macbert_line.get_ydata()[-1] == pytest.approx(90.0)
 
 
+def test_run_names_with_dollar_signs_are_drawn_as_written_not_as_mathtext(tmp_path):
+    # As mathtext, "a$b$c" and "cost $5 and $6" would lose their $ and put b and "5 and " in italics; \undefined fails.
+    names = ["a$b$c", "cost $5 and $6", r"lr $\undefined$"]
+    run_dirs = [make_run(tmp_path / str(index), span_selection_history(points=5)) for index in range(3)]
+    runs = [load(run_dir, name) for run_dir, name in zip(run_dirs, names)]
+    for figure in plot_curves.make_figures(runs).values():
+        for axes in figure.axes:
+            texts = axes.get_legend().get_texts()
+            assert [text.get_text() for text in texts] == names
+            assert [text.get_parse_math() for text in texts] == [False] * 3
+    plot_curves.main([*map(str, run_dirs), "--names", *names, "--output_dir", str(tmp_path / "out")])
+    assert (tmp_path / "out" / "f1.png").read_bytes().startswith(b"\x89PNG")
+
+
 def test_paragraph_selection_runs_get_accuracy_in_percent(tmp_path):
     runs = [load(make_run(tmp_path / "swag", paragraph_selection_history()))]
     figures = plot_curves.make_figures(runs)
@@ -136,6 +151,47 @@ def test_logs_are_read_from_the_latest_checkpoint_when_the_run_has_no_top_level_
     make_run(run_dir / "checkpoint-30", span_selection_history(points=3))
     run = load(run_dir)
     assert run.state_file == run_dir / "checkpoint-100" / "trainer_state.json" and run.steps == 100
+
+
+def write_state_text(directory, text):
+    """A trainer_state.json as Python's json writes NaN and Infinity: bare NaN, Infinity, -Infinity."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "trainer_state.json").write_text(text, encoding="utf-8")
+    return directory
+
+
+@pytest.mark.parametrize("global_step", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_steps_and_values_are_left_out_of_curves_and_table(tmp_path, global_step):
+    history = [
+        {"loss": 2.0, "step": 10},
+        {"loss": float("nan"), "step": 20},  # the loss diverged
+        {"loss": 1.5, "step": float("inf")},
+        {"loss": float("-inf"), "step": 30},
+        {"loss": 1.0, "step": 40},
+        {"eval_accuracy": 0.5, "eval_loss": float("inf"), "step": 40},
+        {"eval_accuracy": 0.6, "step": float("nan")},
+        {"eval_accuracy": float("nan"), "eval_loss": 0.9, "step": 50},
+        {"train_runtime": float("nan"), "step": 50},
+    ]
+    text = json.dumps({"global_step": 0, "log_history": history})
+    text = text.replace('"global_step": 0', f'"global_step": {global_step}')
+    run_dir = write_state_text(tmp_path / "diverged", text)
+    run = load(run_dir)
+    assert run.steps == 50  # the largest finite step logged
+    assert run.curve(plot_curves.TRAIN_LOSS) == ([10, 40], [2.0, 1.0])
+    assert run.curve(plot_curves.ACCURACY) == ([40], [50.0])
+    assert run.curve(plot_curves.EVAL_LOSS) == ([50], [0.9])
+    row = plot_curves.summarize(run)
+    assert row["final_train_loss"] == 1.0 and row["best_accuracy_pct"] == 50.0 and row["train_runtime_s"] is None
+
+    out = tmp_path / "out"
+    plot_curves.main([str(run_dir), "--output_dir", str(out)])
+    with open(out / "results.csv", encoding="utf-8", newline="") as file:
+        (written,) = csv.DictReader(file)
+    assert written["steps"] == "50" and written["final_train_loss"] == "1.0" and written["train_runtime_s"] == ""
+    assert written["final_eval_loss"] == "0.9" and written["final_accuracy_pct"] == "50.0"
+    (line,) = plot_curves.make_figures([run])["loss.png"].axes[0].get_lines()
+    assert list(line.get_xdata()) == [10, 40]
 
 
 def test_default_names_are_the_directory_names_with_parents_only_where_needed(tmp_path):
@@ -207,6 +263,18 @@ def test_dpi_sets_the_resolution_of_the_figures(tmp_path):
         width, height = png_size(tmp_path / "default" / name)
         # The default is 100 dots per inch; pixels scale with the resolution.
         assert png_size(tmp_path / "sharp" / name) == (pytest.approx(width * 2.5, abs=1), pytest.approx(height * 2.5, abs=1))
+
+
+def test_dpi_above_600_is_refused_in_one_line_before_anything_is_written(tmp_path):
+    span = make_run(tmp_path / "span", span_selection_history(points=6))
+    assert plot_curves.parse_command_line([str(span), "--dpi", "600"]).dpi == 600
+    result = subprocess.run(
+        [sys.executable, ROOT / "plot_curves.py", span, "--dpi", "601", "--output_dir", tmp_path / "out"],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr == "error: argument --dpi: must be at most 600, got 601 (see --help)\n"
+    assert not (tmp_path / "out").exists()
 
 
 def test_best_is_the_highest_metric_and_the_lowest_loss(tmp_path):
