@@ -26,11 +26,13 @@ finite number (the Trainer writes a loss that diverged as NaN or Infinity) is le
 run whose "global_step" is not finite counts the largest finite step it logged.
 
 Run names default to the run directories' names and are drawn as they are written ("lr $5" is not mathtext). Names
-in Chinese need a CJK font: one is picked among the installed fonts, or pass --font PATH; if none has the characters,
-install one (`sudo apt install fonts-noto-cjk`).
+in Chinese need a CJK font: one is picked among the installed fonts, or pass --font PATH. Where no font draws a name,
+the legend calls that run "run N" (its position on the command line) and one warning line gives the real names and
+the package to install (`sudo apt install fonts-noto-cjk`); results.md and results.csv always hold the real names.
 """
 
 import argparse
+import collections
 import csv
 import math
 import os
@@ -232,19 +234,38 @@ def sparse_curve_warnings(runs: list[Run]) -> list[str]:
 
 # --- Fonts for run names in Chinese -------------------------------------------------------------------------------
 
+# A font draws a character with a glyph of its own; it shares one only among a few equivalent characters (the spaces,
+# a CJK compatibility ideograph and its unified form). A glyph that more characters than this map to is a placeholder:
+# matplotlib's Last Resort font maps every character of Unicode to one box per block (20,992 to the one of the CJK
+# ideographs), so its character map "has" every character and it draws none of them.
+PLACEHOLDER_SHARE = 64
+
+
+@dataclass(frozen=True)
+class CharacterMap:
+    glyphs: dict[int, int]  # character code: glyph index
+    placeholders: frozenset[int]  # glyph indices shared by more than PLACEHOLDER_SHARE characters
+
+    def draws(self, character: str) -> bool:
+        glyph = self.glyphs.get(ord(character), 0)  # glyph 0 is .notdef, the font's own "missing" box
+        return glyph != 0 and glyph not in self.placeholders
+
 
 @lru_cache(maxsize=None)
-def _character_codes(font_path: str) -> frozenset[int]:
-    return frozenset(FT2Font(font_path).get_charmap())
+def _character_map(font_path: str) -> CharacterMap:
+    glyphs = FT2Font(font_path).get_charmap()
+    shares = collections.Counter(glyphs.values())
+    return CharacterMap(glyphs, frozenset(glyph for glyph, count in shares.items() if count > PLACEHOLDER_SHARE))
 
 
 def missing_characters(font_path: str | Path, text: str) -> str:
-    """The visible characters of `text` that the font file has no glyph for (all of them if it cannot be read)."""
+    """The visible characters of `text` that the font file does not draw: no glyph, or only a placeholder glyph (see
+    PLACEHOLDER_SHARE); all of them if the file cannot be read as a font."""
     try:
-        codes = _character_codes(str(font_path))
+        character_map = _character_map(str(font_path))
     except (OSError, RuntimeError, ValueError):
-        codes = frozenset()
-    return "".join(dict.fromkeys(ch for ch in text if not ch.isspace() and ord(ch) not in codes))
+        return "".join(dict.fromkeys(ch for ch in text if not ch.isspace()))
+    return "".join(dict.fromkeys(ch for ch in text if not ch.isspace() and not character_map.draws(ch)))
 
 
 def font_covers(font_path: str | Path, text: str) -> bool:
@@ -271,31 +292,29 @@ def _preference(family: str) -> int:
     return len(PREFERRED_FONTS)
 
 
+def default_font() -> str:
+    """The font file matplotlib draws text with when no font is given."""
+    return font_manager.findfont(FontProperties())
+
+
 def find_font(text: str, forced: Path | None = None) -> str | None:
     """The font file to draw `text` with: --font if given; else None where matplotlib's default font will do; else
-    the installed font that has all its characters, well-known CJK fonts first. None, with a warning, if none has."""
+    the installed font that draws all the characters the default font does not (the legend falls back to the default
+    font for the others), well-known CJK fonts first; else None (legend_names then numbers the runs, and says so)."""
     if forced is not None:
         if not forced.is_file():
             raise InputError(f"--font {forced}: no such file")
         try:
-            _character_codes(str(forced))
+            _character_map(str(forced))
         except (OSError, RuntimeError, ValueError):
             raise InputError(f"--font {forced}: cannot read it as a font file (.ttf, .otf or .ttc)") from None
-        missing = missing_characters(forced, text)
-        if missing:
-            warn(f"--font {forced} has no glyph for {missing!r}: they will show as boxes")
         return str(forced)
-    default_font = font_manager.findfont(FontProperties())
-    missing = missing_characters(default_font, text)
+    missing = missing_characters(default_font(), text)
     if not missing:
         return None
     for _, path in sorted(installed_fonts(), key=lambda font: (_preference(font[0]), font[0], font[1])):
-        if font_covers(path, text):
+        if font_covers(path, missing):
             return path
-    warn(
-        f"no installed font has the characters {missing!r} of the run names: they will show as boxes; "
-        f"{CJK_FONT_INSTALL_HINT}"
-    )
     return None
 
 
@@ -308,28 +327,72 @@ def legend_font(font_path: str | None) -> FontProperties | None:
     return FontProperties(family=[family, "DejaVu Sans"])
 
 
+def legend_names(names: list[str], font_path: str | None, forced: bool = False) -> tuple[list[str], str | None]:
+    """The legend's name of each run, and the warning to give when some could not be kept.
+
+    A name is kept where the legend's fonts (`font_path`, then matplotlib's default font) draw all its characters;
+    otherwise the run is called "run N", N its position among the runs, which any font draws: a legend of boxes
+    would not tell the runs apart. The warning, one line, gives each renamed run's real name, the characters no font
+    draws, and how to get a font for them.
+
+    Args:
+        names: the run names, in command-line order.
+        font_path: the font find_font chose (None: matplotlib's default font).
+        forced: whether `font_path` is the user's --font.
+
+    Returns:
+        (the legend names, the warning or None).
+    """
+    fonts = [path for path in (font_path, default_font()) if path is not None]
+    labels, renamed, missing = [], [], ""
+    for number, name in enumerate(names, 1):
+        lacking = name
+        for path in fonts:
+            lacking = missing_characters(path, lacking)
+        if lacking:
+            labels.append(f"run {number}")
+            renamed.append(f"run {number} = {name!r}")
+            missing += lacking
+        else:
+            labels.append(name)
+    if not renamed:
+        return labels, None
+    missing = "".join(dict.fromkeys(missing))
+    cause = f"--font {font_path} does not draw" if forced else "no installed font draws"
+    return labels, (
+        f"{cause} the characters {missing!r} of the run names: the legend calls the runs by number "
+        f"({', '.join(renamed)}); to see the names, {CJK_FONT_INSTALL_HINT}"
+    )
+
+
 # --- Figures ------------------------------------------------------------------------------------------------------
 
 
-def make_figures(runs: list[Run], font: FontProperties | None = None) -> dict[str, Figure]:
-    """{file name: figure} for every figure that some run has data for."""
+def make_figures(
+    runs: list[Run], font: FontProperties | None = None, labels: list[str] | None = None
+) -> dict[str, Figure]:
+    """{file name: figure} for every figure that some run has data for; `labels` name the runs in the legends
+    (default: their names)."""
+    labels = labels or [run.name for run in runs]
     figures = {}
     for spec in FIGURES:
         panels = [metric for metric in spec.panels if any(run.curve(metric)[0] for run in runs)]
         if panels:
-            figures[spec.filename] = draw_figure(spec.title, panels, runs, font)
+            figures[spec.filename] = draw_figure(spec.title, panels, runs, font, labels)
     return figures
 
 
-def draw_figure(title: str, metrics: list[Metric], runs: list[Run], font: FontProperties | None) -> Figure:
-    """One panel per metric, one line per run (the same colour for a run in every figure), legend = run names."""
+def draw_figure(
+    title: str, metrics: list[Metric], runs: list[Run], font: FontProperties | None, labels: list[str]
+) -> Figure:
+    """One panel per metric, one line per run (the same colour for a run in every figure), legend = `labels`."""
     figure = Figure(figsize=(1 + 5 * len(metrics), 4), layout="constrained")
     for axes, metric in zip(figure.subplots(1, len(metrics), squeeze=False)[0], metrics):
-        for index, run in enumerate(runs):
+        for index, (run, label) in enumerate(zip(runs, labels)):
             steps, values = run.curve(metric)
             if steps:
                 marker = "o" if len(steps) <= 40 else None
-                axes.plot(steps, values, label=run.name, color=f"C{index % 10}", marker=marker, markersize=3)
+                axes.plot(steps, values, label=label, color=f"C{index % 10}", marker=marker, markersize=3)
         axes.set_xlabel("training step")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylabel(metric.axis_label)
@@ -354,7 +417,7 @@ def save_figure(figure: Figure, path: Path, dpi: int) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
-            # One warning per missing character: find_font has already said which, and what to do, in one line.
+            # One warning per missing character: legend_names has already said which, and what to do, in one line.
             warnings.filterwarnings("ignore", message="Glyph .* missing from font")
             figure.savefig(temporary, format="png", dpi=dpi)
         os.replace(temporary, path)
@@ -507,10 +570,13 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
         warn(message)
 
     font_path = find_font(" ".join(names), args.font)
-    if font_path is not None:
+    labels, message = legend_names(names, font_path, forced=args.font is not None)
+    if message:
+        warn(message)
+    elif font_path is not None:
         print(f"Run names drawn with the font {font_path}")
     written = {}
-    for filename, figure in make_figures(runs, legend_font(font_path)).items():
+    for filename, figure in make_figures(runs, legend_font(font_path), labels).items():
         written[filename] = save_figure(figure, args.output_dir / filename, args.dpi)
     rows = [summarize(run) for run in runs]
     for path in write_results(rows, args.output_dir):

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import matplotlib
 import pytest
+from fontTools.fontBuilder import FontBuilder
+from fontTools.pens.ttGlyphPen import TTGlyphPen
 from matplotlib import font_manager
 
 from conftest import ROOT, write_json
@@ -17,6 +19,8 @@ import plot_curves
 from cli import InputError, run_main
 
 DEJAVU_SANS = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+# matplotlib's own fallback: its character map has every character of Unicode, each drawn as its block's box.
+LAST_RESORT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "LastResortHE-Regular.ttf"
 
 
 def span_selection_history(points=10, every=10, exact_match_start=20.0):
@@ -345,17 +349,88 @@ def test_font_coverage_is_checked_character_by_character():
     assert plot_curves.find_font("macbert") is None  # the default font draws Latin names
 
 
-def test_a_forced_font_without_the_characters_is_used_with_a_warning(capsys):
+def test_a_forced_font_without_the_characters_is_used_and_the_runs_it_cannot_name_get_numbers():
     assert plot_curves.find_font("小模型", DEJAVU_SANS) == str(DEJAVU_SANS)
-    assert "has no glyph for '小模型'" in capsys.readouterr().err
+    labels, message = plot_curves.legend_names(["小模型", "bert"], str(DEJAVU_SANS), forced=True)
+    assert labels == ["run 1", "bert"]
+    assert message == (
+        f"--font {DEJAVU_SANS} does not draw the characters '小模型' of the run names: the legend calls the runs by "
+        "number (run 1 = '小模型'); to see the names, install a CJK font (`sudo apt install fonts-noto-cjk`) or "
+        "pass --font /path/to/font.ttc"
+    )
 
 
-def test_without_a_font_for_the_names_the_warning_says_how_to_get_one(monkeypatch, capsys):
-    monkeypatch.setattr(plot_curves, "installed_fonts", lambda: [("DejaVu Sans", str(DEJAVU_SANS))])
-    assert plot_curves.find_font("小模型 bert") is None
-    err = capsys.readouterr().err
-    assert err.startswith("warning: no installed font has the characters '小模型'") and "boxes" in err
-    assert "sudo apt install fonts-noto-cjk" in err and "--font" in err
+def make_font(path, family, glyph_of):
+    """A TrueType font file of the given family: `glyph_of` maps character codes to glyph names, each glyph a box."""
+    glyphs = [".notdef", *dict.fromkeys(glyph_of.values())]
+    builder = FontBuilder(1000, isTTF=True)
+    builder.setupGlyphOrder(glyphs)
+    builder.setupCharacterMap(glyph_of)
+    pen = TTGlyphPen(None)
+    pen.moveTo((100, 0))
+    for point in [(100, 700), (900, 700), (900, 0)]:
+        pen.lineTo(point)
+    pen.closePath()
+    box = pen.glyph()
+    builder.setupGlyf({name: box for name in glyphs})
+    builder.setupHorizontalMetrics({name: (1000, 100) for name in glyphs})
+    builder.setupHorizontalHeader(ascent=800, descent=-200)
+    builder.setupNameTable({"familyName": family, "styleName": "Regular"})
+    builder.setupOS2()
+    builder.setupPost()
+    builder.save(str(path))
+    return str(path)
+
+
+def test_a_font_that_draws_every_character_as_one_placeholder_is_never_chosen(tmp_path, monkeypatch):
+    # A font named like the first preferred CJK font that maps every CJK ideograph to one box, like Last Resort.
+    boxes = make_font(tmp_path / "boxes.ttf", "Noto Sans CJK TC", {code: "box" for code in range(0x4E00, 0xA000)})
+    for font in [str(LAST_RESORT), boxes]:
+        assert plot_curves.missing_characters(font, "小模型 小") == "小模型"
+        assert not plot_curves.font_covers(font, "小")  # one character: its glyph is still shared by 20,992
+    fonts = [("Noto Sans CJK TC", boxes), ("Last Resort High-Efficiency", str(LAST_RESORT)),
+             ("DejaVu Sans", str(DEJAVU_SANS))]  # fmt: skip
+    monkeypatch.setattr(plot_curves, "installed_fonts", lambda: fonts)
+    assert plot_curves.find_font("小模型") is None
+    assert plot_curves.find_font("小") is None
+    # A font with a glyph of its own for each character is chosen, though it sorts after Last Resort.
+    real = make_font(tmp_path / "real.ttf", "Tiny CJK", {ord(ch): f"uni{ord(ch):04X}" for ch in "小模型"})
+    monkeypatch.setattr(plot_curves, "installed_fonts", lambda: [*fonts, ("Tiny CJK", real)])
+    assert plot_curves.find_font("小模型 bert") == real  # "bert" in the default font, where the legend falls back
+    assert plot_curves.legend_names(["小模型 bert"], real) == (["小模型 bert"], None)
+    run = load(make_run(tmp_path / "run", span_selection_history()), "小模型 bert")
+    (text,) = plot_curves.make_figures([run], plot_curves.legend_font(real))["f1.png"].axes[0].get_legend().get_texts()
+    assert text.get_text() == "小模型 bert" and font_manager.findfont(text.get_fontproperties()) == real
+
+
+def test_without_a_font_for_chinese_names_the_legend_numbers_the_runs_and_one_line_says_so(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(plot_curves, "installed_fonts", lambda: [
+        ("Last Resort High-Efficiency", str(LAST_RESORT)), ("DejaVu Sans", str(DEJAVU_SANS))])  # fmt: skip
+    monkeypatch.setattr(plot_curves, "default_font", lambda: str(DEJAVU_SANS))
+    drawn, make_figures = {}, plot_curves.make_figures
+    monkeypatch.setattr(plot_curves, "make_figures", lambda *args: drawn.update(make_figures(*args)) or drawn)
+    run_dirs = [make_run(tmp_path / name, span_selection_history()) for name in ["a", "b", "c"]]
+    out = tmp_path / "curves"
+    names = ["小模型 (lr 2e-3)", "tiny", "大模型"]
+    argv = ["plot_curves.py", *map(str, run_dirs), "--names", *names, "--output_dir", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    run_main(plot_curves.main)  # returns: exit status 0
+
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: no installed font draws the characters '小模型大' of the run names: the legend calls the runs by "
+        "number (run 1 = '小模型 (lr 2e-3)', run 3 = '大模型'); to see the names, install a CJK font "
+        "(`sudo apt install fonts-noto-cjk`) or pass --font /path/to/font.ttc"
+    ]
+    assert list(drawn) == ["loss.png", "exact_match.png", "f1.png"]
+    for figure in drawn.values():
+        assert plot_curves.legend_labels(figure) == [["run 1", "tiny", "run 3"]] * len(figure.axes)
+    assert (out / "loss.png").read_bytes().startswith(b"\x89PNG")
+    markdown = (out / "results.md").read_text(encoding="utf-8")
+    assert "| 小模型 (lr 2e-3) | 100 |" in markdown and "| 大模型 | 100 |" in markdown
+    with open(out / "results.csv", encoding="utf-8", newline="") as file:
+        assert [row["run"] for row in csv.DictReader(file)] == names
 
 
 def test_an_installed_cjk_font_is_chosen_for_chinese_names(tmp_path):
