@@ -29,11 +29,13 @@ Run names default to the run directories' names and are drawn as they are writte
 in Chinese need a CJK font: one is picked among the installed fonts, or pass --font PATH. Where no font draws a name,
 the legend calls that run "run N" (its position on the command line) and one warning line gives the real names and
 the package to install (`sudo apt install fonts-noto-cjk`); results.md and results.csv always hold the real names.
+
+The figures and the tables of one call are written together or not at all, and checked first (before any drawing):
+none may be a trainer_state.json that the call reads, or another of its outputs (outputs.py has the rules).
 """
 
 import argparse
 import collections
-import csv
 import math
 import os
 import re
@@ -51,7 +53,7 @@ from matplotlib.ticker import MaxNLocator
 
 from adl_data import read_json
 from cli import ArgumentParser, InputError, bounded_int, run_main
-from outputs import check_output_path, write_atomically
+from outputs import OutputPlan, binary, table_writer
 
 MIN_POINTS = 5
 # The widest figure is 11 x 4 inches (two panels): at 600 dots per inch, print quality, it is 6,600 x 2,400 pixels, a
@@ -368,18 +370,26 @@ def legend_names(names: list[str], font_path: str | None, forced: bool = False) 
 # --- Figures ------------------------------------------------------------------------------------------------------
 
 
+def figure_panels(runs: list[Run]) -> dict[str, tuple[FigureSpec, list[Metric]]]:
+    """{file name: (its FigureSpec, its panels)} for every figure that some run has data for: the panels with data."""
+    figures = {}
+    for spec in FIGURES:
+        panels = [metric for metric in spec.panels if any(run.curve(metric)[0] for run in runs)]
+        if panels:
+            figures[spec.filename] = spec, panels
+    return figures
+
+
 def make_figures(
     runs: list[Run], font: FontProperties | None = None, labels: list[str] | None = None
 ) -> dict[str, Figure]:
     """{file name: figure} for every figure that some run has data for; `labels` name the runs in the legends
     (default: their names)."""
     labels = labels or [run.name for run in runs]
-    figures = {}
-    for spec in FIGURES:
-        panels = [metric for metric in spec.panels if any(run.curve(metric)[0] for run in runs)]
-        if panels:
-            figures[spec.filename] = draw_figure(spec.title, panels, runs, font, labels)
-    return figures
+    return {
+        filename: draw_figure(spec.title, panels, runs, font, labels)
+        for filename, (spec, panels) in figure_panels(runs).items()
+    }
 
 
 def draw_figure(
@@ -411,20 +421,9 @@ def legend_labels(figure: Figure) -> list[list[str]]:
     return [[text.get_text() for text in axes.get_legend().get_texts()] for axes in figure.axes if axes.get_legend()]
 
 
-def save_figure(figure: Figure, path: Path, dpi: int) -> Path:
-    path = check_output_path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():
-            # One warning per missing character: legend_names has already said which, and what to do, in one line.
-            warnings.filterwarnings("ignore", message="Glyph .* missing from font")
-            figure.savefig(temporary, format="png", dpi=dpi)
-        os.replace(temporary, path)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise InputError(f"{path}: cannot write ({error.strerror})") from None
-    return path
+def png_writer(figure: Figure, dpi: int):
+    """The writer of a figure as a PNG file of `dpi` dots per inch, for OutputPlan.write."""
+    return binary(lambda file: figure.savefig(file, format="png", dpi=dpi))
 
 
 # --- Results table ------------------------------------------------------------------------------------------------
@@ -497,19 +496,15 @@ def results_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
-def write_results(rows: list[dict], output_dir: Path) -> list[Path]:
+def results_writers(rows: list[dict]) -> dict[str, object]:
+    """{file name: writer} of results.md and results.csv (UTF-8, the runs' real names)."""
     columns = table_columns(rows)
-
-    def write_csv(file):
-        writer = csv.writer(file, lineterminator="\n")
-        writer.writerow(key for key, _, _ in columns)
-        for row in rows:
-            writer.writerow("" if row[key] is None else row[key] for key, _, _ in columns)
-
-    return [
-        write_atomically(output_dir / "results.md", lambda file: file.write(results_markdown(rows))),
-        write_atomically(output_dir / "results.csv", write_csv),
-    ]
+    csv_rows = [["" if row[key] is None else row[key] for key, _, _ in columns] for row in rows]
+    markdown = results_markdown(rows)
+    return {
+        "results.md": lambda file: file.write(markdown),
+        "results.csv": table_writer([key for key, _, _ in columns], csv_rows),
+    }
 
 
 # --- Command line -------------------------------------------------------------------------------------------------
@@ -566,6 +561,10 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     args = parse_command_line(argv)
     names = run_names(args.run_dirs, args.names)
     runs = [load_run(run_dir, name) for run_dir, name in zip(args.run_dirs, names)]
+    # Every output checked before any drawing: none may be a trainer_state.json read above, or another output.
+    plan = OutputPlan(inputs=[run.state_file for run in runs])
+    filenames = [*figure_panels(runs), "results.md", "results.csv"]
+    destinations = {filename: plan.add(args.output_dir / filename) for filename in filenames}
     for message in sparse_curve_warnings(runs):
         warn(message)
 
@@ -575,16 +574,18 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
         warn(message)
     elif font_path is not None:
         print(f"Run names drawn with the font {font_path}")
-    written = {}
-    for filename, figure in make_figures(runs, legend_font(font_path), labels).items():
-        written[filename] = save_figure(figure, args.output_dir / filename, args.dpi)
     rows = [summarize(run) for run in runs]
-    for path in write_results(rows, args.output_dir):
-        written[path.name] = path
+    figures = make_figures(runs, legend_font(font_path), labels)
+    writers = {name: png_writer(figure, args.dpi) for name, figure in figures.items()}
+    writers.update(results_writers(rows))
+    with warnings.catch_warnings():
+        # A character that no font draws is in the warning above, once, with what to do; not once per figure.
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        plan.write({destinations[name]: writer for name, writer in writers.items()})
 
     print(results_markdown(rows))
-    print(f"Wrote {', '.join(written)} to {args.output_dir}")
-    return written
+    print(f"Wrote {', '.join(writers)} to {args.output_dir}")
+    return {name: destinations[name] for name in writers}
 
 
 if __name__ == "__main__":

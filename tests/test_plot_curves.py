@@ -3,6 +3,7 @@ errors, and the choice of a font that can draw run names in Chinese."""
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -329,6 +330,52 @@ def test_a_run_without_usable_logs_fails_with_one_line_and_exit_1(tmp_path, caps
     err = capsys.readouterr().err
     assert exit_info.value.code == 1 and err.startswith(f"error: {run_dir}") and expected in err, err
     assert err.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("blocker, expected", [
+    ("link to input", "results.md: output path is the input file {state}; writing it would destroy it"),
+    ("folder", "results.csv: output path is a directory"),
+    ("link to output", "results.csv: the same file as the output {out}/loss.png: one would overwrite the other"),
+], ids=["an output is a trainer_state.json read", "an output is a folder", "two outputs are one file"])  # fmt: skip
+def test_outputs_are_checked_before_drawing_and_written_all_or_none(tmp_path, monkeypatch, capsys, blocker, expected):
+    run_dir = make_run(tmp_path / "run", span_selection_history())
+    state = run_dir / "trainer_state.json"
+    before = state.read_bytes()
+    out = tmp_path / "out"
+    out.mkdir()
+    if blocker == "link to input":
+        (out / "results.md").symlink_to(state)
+    elif blocker == "folder":
+        (out / "results.csv").mkdir()
+    else:
+        (out / "results.csv").symlink_to(out / "loss.png")
+    monkeypatch.setattr(plot_curves, "draw_figure", lambda *args: pytest.fail("drew a figure before the checks"))
+    monkeypatch.setattr(sys, "argv", ["plot_curves.py", str(run_dir), "--output_dir", str(out)])
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(plot_curves.main)
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == f"error: {out}/" + expected.format(state=state, out=out) + "\n"
+    assert state.read_bytes() == before
+    assert [path.name for path in out.iterdir()] == ["results.md" if blocker == "link to input" else "results.csv"]
+
+
+def test_a_write_that_fails_midway_leaves_no_figure_and_no_table(tmp_path, monkeypatch, capsys):
+    run_dir = make_run(tmp_path / "run", span_selection_history())
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "loss.png").write_bytes(b"the old figure")
+
+    def full_disk(file):
+        raise OSError(28, "No space left on device")
+
+    writers = dict.fromkeys(["results.md", "results.csv"], full_disk)
+    monkeypatch.setattr(plot_curves, "results_writers", lambda rows: writers)
+    monkeypatch.setattr(sys, "argv", ["plot_curves.py", str(run_dir), "--output_dir", str(out)])
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(plot_curves.main)
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == f"error: {out / 'results.md'}: cannot write (No space left on device)\n"
+    assert sorted(os.listdir(out)) == ["loss.png"] and (out / "loss.png").read_bytes() == b"the old figure"
 
 
 def test_a_missing_or_unreadable_font_file_is_an_input_error(tmp_path):
