@@ -16,14 +16,20 @@ Input: SQuAD v1-style JSON, {"data": [{"paragraphs": [{"context", "qas": [{"id",
 - An answer not at its `answer_start` is repaired when its text occurs exactly once in the paragraph (the check of
   adl_data.load_questions); otherwise the question is dropped. Unanswerable questions (no answer, as in SQuAD 2.0) and
   empty texts are dropped too. The report counts every repair and drop, per input file.
-- --merge_into DIR appends to DIR/context.json and DIR/train.json: their paragraphs keep their indices, so DIR's
-  valid.json and test.json stay valid with the new context.json, and a paragraph already there is not stored again.
+- --merge_into DIR appends the converted data to a copy of DIR/context.json and DIR/train.json, written to
+  --output_dir, which may not be DIR itself (no output of a run is ever one of its inputs): their paragraphs keep their
+  indices, so DIR's valid.json and test.json stay valid with the new context.json, and a paragraph already there is
+  not stored again.
 - --exclude FILE ... drops the questions whose text, normalised as the QA metrics normalise answers (full-width =
   half-width, case, spaces and punctuation ignored: utils_qa.normalize_answer), is a question of an ADL file FILE,
   e.g. the homework's valid.json and test.json, so that no evaluation question is trained on.
+
+context.json and train.json are checked before any work (neither may be an input of the run: a SQuAD file, a
+--merge_into or --exclude file) and written together, or neither (outputs.py has the rules).
 """
 
 import collections
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +40,7 @@ from tqdm.auto import tqdm
 
 from adl_data import load_context, load_questions, locate_answer, read_json, required_field
 from cli import ArgumentParser, InputError, positive_int, run_main
-from outputs import check_output_path, write_json
+from outputs import OutputPlan, json_writer
 from metrics import normalize_answer
 
 NUM_CANDIDATES = 4
@@ -86,7 +92,7 @@ def parse_command_line(argv=None):
         type=Path,
         metavar="DIR",
         help="An ADL folder whose context.json and train.json the converted data is appended to (they are read, "
-        "not changed, unless --output_dir is the same folder).",
+        "not changed: --output_dir must be another folder).",
     )
     parser.add_argument(
         "--exclude",
@@ -308,16 +314,33 @@ def report_lines(report):
     return lines
 
 
+def _same_folder(first, second):
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # one does not exist (yet)
+        return os.path.realpath(first) == os.path.realpath(second)
+
+
 def main(argv=None):
     args = parse_command_line(argv)
-    # Checked before any work: an unwritable --output_dir fails in seconds.
-    context_path = check_output_path(args.output_dir / "context.json")
-    train_path = check_output_path(args.output_dir / "train.json")
-
-    base_context, base_questions, base_file = [], [], None
+    inputs = [*args.inputs, *args.exclude]
+    base_context_file = base_file = None
     if args.merge_into is not None:
-        base_context = load_context(args.merge_into / "context.json")
-        base_file = args.merge_into / "train.json"
+        base_context_file, base_file = args.merge_into / "context.json", args.merge_into / "train.json"
+        inputs += [base_context_file, base_file]
+        if _same_folder(args.output_dir, args.merge_into):
+            raise InputError(
+                f"--output_dir {args.output_dir}: is the --merge_into folder, whose context.json and train.json this "
+                "run reads; no output may be an input: write the merged files to another folder"
+            )
+    # Checked before any work: an unwritable --output_dir, or an output that is an input, fails in seconds.
+    plan = OutputPlan(inputs=inputs)
+    context_path = plan.add(args.output_dir / "context.json")
+    train_path = plan.add(args.output_dir / "train.json")
+
+    base_context, base_questions = [], []
+    if args.merge_into is not None:
+        base_context = load_context(base_context_file)
         base_questions = load_questions(base_file, base_context, need_answer=True)
     excluded_questions = set()
     for path in args.exclude:
@@ -339,8 +362,7 @@ def main(argv=None):
     if len(records) == len(base_questions):
         raise InputError(f"{', '.join(map(str, args.inputs))}: no question could be converted (see the report above)")
 
-    write_json(context_path, context)
-    write_json(train_path, records)
+    plan.write({context_path: json_writer(context), train_path: json_writer(records)})
     added = len(context) - len(base_context)
     print(
         f"Wrote {context_path} ({len(context)} paragraphs, {added} new) and {train_path} ({len(records)} questions, "

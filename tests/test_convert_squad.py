@@ -6,6 +6,7 @@ import pytest
 from conftest import SAMPLES, read_json, run_script, write_json
 
 import convert_squad
+import outputs
 from adl_data import load_context, load_questions
 from cli import InputError
 from convert_squad import EXCLUDED, REPAIRED, SquadQuestion, convert, hard_negatives, read_squad_files
@@ -267,3 +268,64 @@ def test_command_line_error_exits_1_with_one_line_and_writes_nothing(squad_file,
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
     assert "cannot create the output folder" in result.stderr
     assert blocker.read_text() == "not a folder"
+
+
+# --- Outputs: never an input, both or neither ------------------------------------------------------------------------
+
+
+def copy_samples(folder):
+    folder.mkdir()
+    for name in ["context.json", "train.json", "valid.json"]:
+        (folder / name).write_bytes((SAMPLES / name).read_bytes())
+    return folder
+
+
+def test_merge_into_the_output_folder_is_refused_and_changes_nothing(squad_file, tmp_path):
+    data = copy_samples(tmp_path / "data")
+    before = {path.name: path.read_bytes() for path in data.iterdir()}
+    with pytest.raises(InputError) as error:
+        convert_squad.main([str(squad_file), "--merge_into", str(data), "--output_dir", str(tmp_path / "." / "data")])
+    assert str(error.value) == (
+        f"--output_dir {tmp_path / 'data'}: is the --merge_into folder, whose context.json and train.json this run "
+        "reads; no output may be an input: write the merged files to another folder"
+    )
+    assert {path.name: path.read_bytes() for path in data.iterdir()} == before
+
+
+@pytest.mark.parametrize("role", ["SQuAD input", "--exclude file", "--merge_into file, through a link"])
+def test_an_output_that_is_an_input_of_the_run_is_refused_before_any_work(squad_file, tmp_path, role):
+    data = copy_samples(tmp_path / "data")
+    if role == "SQuAD input":  # e.g. DRCD saved as data/train.json
+        (data / "train.json").write_bytes(squad_file.read_bytes())
+        arguments, input_file = [str(data / "train.json"), "--output_dir", str(data)], data / "train.json"
+    elif role == "--exclude file":  # the homework's train.json excluded, the output written beside it
+        arguments, input_file = [str(squad_file), "--output_dir", str(data), "--exclude", str(data / "train.json")], \
+            data / "train.json"  # fmt: skip
+    else:
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / "context.json").symlink_to(data / "context.json")
+        arguments, input_file = [str(squad_file), "--output_dir", str(out), "--merge_into", str(data)], \
+            data / "context.json"  # fmt: skip
+    before = {path.name: path.read_bytes() for path in data.iterdir()}
+    with pytest.raises(InputError, match=rf"output path is the input file {input_file}; writing it would destroy it"):
+        convert_squad.main(arguments)
+    assert {path.name: path.read_bytes() for path in data.iterdir()} == before
+
+
+def test_context_and_train_are_written_together_or_neither(squad_file, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "context.json").write_text("old context", encoding="utf-8")
+    json_text = outputs.json_text
+
+    def full_disk_for_records(value, indent=None):
+        if value and isinstance(value[0], dict):  # train.json's records, not context.json's paragraphs
+            raise OSError(28, "No space left on device")
+        return json_text(value, indent)
+
+    monkeypatch.setattr(outputs, "json_text", full_disk_for_records)
+    with pytest.raises(InputError, match=r"train\.json: cannot write \(No space left on device\)"):
+        convert_squad.main([str(squad_file), "--output_dir", str(out), "--num_candidates", "3"])
+    assert sorted(path.name for path in out.iterdir()) == ["context.json"]
+    assert (out / "context.json").read_text(encoding="utf-8") == "old context"
