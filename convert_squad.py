@@ -16,6 +16,9 @@ Input: SQuAD v1-style JSON, {"data": [{"paragraphs": [{"context", "qas": [{"id",
 - An answer not at its `answer_start` is repaired when its text occurs exactly once in the paragraph (the check of
   adl_data.load_questions); otherwise the question is dropped. Unanswerable questions (no answer, as in SQuAD 2.0) and
   empty texts are dropped too. The report counts every repair and drop, per input file.
+- Every context, id, question and (first) answer text is checked like every loader checks its texts
+  (adl_data.check_characters: no NUL, no lone UTF-16 surrogate) before anything is written: one line names the file,
+  data[a].paragraphs[p](.qas[q]), the field and the character.
 - --merge_into DIR appends the converted data to a copy of DIR/context.json and DIR/train.json, written to
   --output_dir, which may not be DIR itself (no output of a run is ever one of its inputs): their paragraphs keep their
   indices, so DIR's valid.json and test.json stay valid with the new context.json, and a paragraph already there is
@@ -38,7 +41,7 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from tqdm.auto import tqdm
 
-from adl_data import load_context, load_questions, locate_answer, read_json, required_field
+from adl_data import check_characters, load_context, load_questions, locate_answer, read_json, required_field
 from cli import ArgumentParser, InputError, positive_int, run_main
 from outputs import OutputPlan, json_writer
 from metrics import normalize_answer
@@ -107,7 +110,7 @@ def parse_command_line(argv=None):
 
 def read_squad_files(paths):
     """The paragraphs (each distinct text once) and the questions of SQuAD-format files, checking the fields that the
-    conversion reads."""
+    conversion reads, and the characters of those it writes (adl_data.check_characters)."""
     paragraph_index, questions = {}, []  # paragraph text: its index in the corpus
     for path in paths:
         squad = read_json(path)
@@ -118,6 +121,7 @@ def read_squad_files(paths):
             for p, paragraph in enumerate(required_field(_object(article, where), "paragraphs", list, where)):
                 where = f"{path}: data[{a}].paragraphs[{p}]"
                 context = required_field(_object(paragraph, where), "context", str, where)
+                check_characters(context, f"{where}: field 'context'")
                 corpus_index = paragraph_index.setdefault(context, len(paragraph_index)) if context.strip() else None
                 for q, qa in enumerate(required_field(paragraph, "qas", list, where)):
                     questions.append(_read_squad_question(qa, f"{where}.qas[{q}]", corpus_index, str(path)))
@@ -126,15 +130,17 @@ def read_squad_files(paths):
 
 def _read_squad_question(qa, where, corpus_index, source):
     question_id = required_field(_object(qa, where), "id", str, where)
+    check_characters(question_id, f"{where}: field 'id'")
     where = f"{where} (id {question_id!r})"
     if not question_id.strip():
         raise InputError(f"{where}: field 'id': is empty")
     question = required_field(qa, "question", str, where)
+    check_characters(question, f"{where}: field 'question'")
     answers = required_field(qa, "answers", list, where)
     if answers:
         # Only the first answer is used, so only it is checked.
         where = f"{where}: field 'answers'[0]"
-        required_field(_object(answers[0], where), "text", str, where)
+        check_characters(required_field(_object(answers[0], where), "text", str, where), f"{where}: field 'text'")
         required_field(answers[0], "answer_start", int, where)
     return SquadQuestion(question_id, question, corpus_index, answers, source)
 

@@ -329,3 +329,31 @@ def test_context_and_train_are_written_together_or_neither(squad_file, tmp_path,
         convert_squad.main([str(squad_file), "--output_dir", str(out), "--num_candidates", "3"])
     assert sorted(path.name for path in out.iterdir()) == ["context.json"]
     assert (out / "context.json").read_text(encoding="utf-8") == "old context"
+
+
+# --- Characters no output can hold, and inputs that give no candidates -------------------------------------------
+
+
+def with_character(text, position, character):
+    return text[:position] + character + text[position:]
+
+
+@pytest.mark.parametrize("field, where", [
+    ("context", "data[0].paragraphs[1]: field 'context': character 3"),
+    ("id", "data[0].paragraphs[1].qas[0]: field 'id': character 1"),
+    ("question", "data[0].paragraphs[1].qas[0] (id 'q'): field 'question': character 3"),
+    ("text", "data[0].paragraphs[1].qas[0] (id 'q'): field 'answers'[0]: field 'text': character 2"),
+])  # fmt: skip
+@pytest.mark.parametrize("character", ["\x00", "\ud800"], ids=["NUL", "lone surrogate"])
+def test_a_nul_or_a_lone_surrogate_is_one_line_naming_file_record_field_and_position(tmp_path, field, where, character):
+    texts = {"context": "高雄市位於臺灣南部，是港口城市。", "id": "q", "question": "高雄市位於哪裡?", "text": "臺灣南部"}
+    texts[field] = with_character(texts[field], int(where.rsplit(" ", 1)[1]), character)
+    answer = (texts["text"], texts["context"].find(texts["text"]))
+    path = tmp_path / "bad.json"
+    # ensure_ascii: a lone surrogate can only be written as a JSON escape, "\ud800".
+    bad_paragraph = (texts["context"], [qa(texts["id"], texts["question"], answer)])
+    path.write_text(json.dumps(squad(CITY_QUESTIONS[0], bad_paragraph)))
+    with pytest.raises(InputError) as error:
+        convert_squad.main([str(path), "--output_dir", str(tmp_path / "out"), "--num_candidates", "2"])
+    assert str(error.value) == f"{path}: {where} is {ascii(character)}, which no text can hold"
+    assert not (tmp_path / "out").exists()
