@@ -42,11 +42,14 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from tqdm.auto import tqdm
 
 from adl_data import check_characters, load_context, load_questions, locate_answer, read_json, required_field
-from cli import ArgumentParser, InputError, positive_int, run_main
+from cli import ArgumentParser, InputError, bounded_int, one_line, run_main
 from outputs import OutputPlan, json_writer
 from metrics import normalize_answer
 
 NUM_CANDIDATES = 4
+# A question's candidates are one multiple-choice example of N sequences: 1,000 of 512 tokens is already 512,000
+# tokens per question, more than a GPU holds; the homework has 4.
+MAX_CANDIDATES = 1000
 # Questions scored against every paragraph at once: a (chunk, paragraphs) matrix of float64 (8 MB for 1,000 x 1,000).
 SCORING_CHUNK = 1000
 
@@ -82,10 +85,11 @@ def parse_command_line(argv=None):
     )
     parser.add_argument(
         "--num_candidates",
-        type=positive_int,
+        type=bounded_int(1, MAX_CANDIDATES),
         default=NUM_CANDIDATES,
         metavar="N",
-        help=f"Candidate paragraphs per question, the relevant one included (default: {NUM_CANDIDATES}).",
+        help=f"Candidate paragraphs per question, the relevant one included, at most {MAX_CANDIDATES:,} "
+        f"(default: {NUM_CANDIDATES}).",
     )
     parser.add_argument(
         "--seed", type=int, default=0, metavar="N", help="Seed of the relevant paragraph's position (default: 0)."
@@ -208,8 +212,19 @@ def question_scores(vectorizer, paragraph_vectors, questions):
 
 def hard_negatives(paragraphs, questions, answers, count):
     """For each question (SquadQuestion) and its answer: the `count` paragraphs most similar to the question that do
-    not contain the answer text, most similar first (ties in paragraph order), or None when fewer than `count` exist."""
-    vectorizer, paragraph_vectors = fit_bigram_tfidf(paragraphs)
+    not contain the answer text, most similar first (ties in paragraph order), or None when fewer than `count` exist.
+    An InputError, naming the questions' files, when the paragraphs cannot be ranked (TF-IDF finds no bigram)."""
+    if count == 0 or not questions:
+        return [[] for _ in questions]  # nothing to rank
+    try:
+        vectorizer, paragraph_vectors = fit_bigram_tfidf(paragraphs)
+    except ValueError as error:  # scikit-learn's "empty vocabulary": every paragraph is a single character
+        sources = ", ".join(dict.fromkeys(question.source for question in questions))
+        raise InputError(
+            f"{sources}: cannot find hard negatives: no paragraph of the inputs has two characters in a row, so "
+            f"character-bigram TF-IDF cannot compare the {len(paragraphs)} paragraphs with the questions "
+            f"(scikit-learn: {one_line(error, 80)}); use --num_candidates 1 (no negatives) or longer paragraphs"
+        ) from None
     texts = [question.question for question in questions]
     negatives = []
     scored = question_scores(vectorizer, paragraph_vectors, texts)
@@ -304,6 +319,25 @@ def convert(
     return context, records, report
 
 
+def why_none_converted(report, num_candidates, paragraph_count):
+    """Why no question was converted, from the report: each reason a question was dropped or excluded, with counts."""
+    totals = sum(report.values(), collections.Counter())
+    if not totals["read"]:
+        return "the inputs hold no question"
+    reasons = []
+    for outcome, count in totals.items():
+        if outcome.startswith("dropped"):
+            reasons.append(f"{count} {outcome}")
+        if outcome == TOO_FEW_NEGATIVES:
+            reasons[-1] += (
+                f" (--num_candidates {num_candidates} needs {num_candidates - 1} besides each question's own; the "
+                f"inputs have {paragraph_count} paragraphs in all)"
+            )
+    if totals[EXCLUDED]:
+        reasons.append(f"{totals[EXCLUDED]} {EXCLUDED}")
+    return f"of {totals['read']} questions read, {'; '.join(reasons)}"
+
+
 def report_lines(report):
     """One line per input file: questions read, kept (of which repaired), dropped and excluded, with the reasons."""
     lines = []
@@ -366,7 +400,8 @@ def main(argv=None):
     for line in report_lines(report):
         print(line)
     if len(records) == len(base_questions):
-        raise InputError(f"{', '.join(map(str, args.inputs))}: no question could be converted (see the report above)")
+        why = why_none_converted(report, args.num_candidates, len(paragraphs))
+        raise InputError(f"{', '.join(map(str, args.inputs))}: no question could be converted: {why}")
 
     plan.write({context_path: json_writer(context), train_path: json_writer(records)})
     added = len(context) - len(base_context)

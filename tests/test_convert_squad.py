@@ -200,7 +200,8 @@ def test_a_sample_question_converted_again_is_excluded(tmp_path, sample_valid, s
     question = sample_valid[0]
     paragraph = sample_context[question["relevant"]]
     again = squad((paragraph, [qa("again", question["question"], (question["answer"]["text"], 0))]))
-    with pytest.raises(InputError, match="no question could be converted"):
+    with pytest.raises(InputError, match=r"no question could be converted: of 1 questions read, 1 excluded \(its "
+                       r"question is in an --exclude file\)$"):
         convert_squad.main(
             [
                 str(write_json(tmp_path / "again.json", again)),
@@ -357,3 +358,41 @@ def test_a_nul_or_a_lone_surrogate_is_one_line_naming_file_record_field_and_posi
         convert_squad.main([str(path), "--output_dir", str(tmp_path / "out"), "--num_candidates", "2"])
     assert str(error.value) == f"{path}: {where} is {ascii(character)}, which no text can hold"
     assert not (tmp_path / "out").exists()
+
+
+def test_paragraphs_of_one_character_cannot_be_ranked_one_line_naming_the_input_and_why(tmp_path):
+    single = write_json(
+        tmp_path / "single.json", squad(("甲", [qa("a", "問甲?", ("甲", 0))]), ("乙", [qa("b", "問乙?", ("乙", 0))]))
+    )
+    with pytest.raises(InputError) as error:
+        convert_squad.main([str(single), "--output_dir", str(tmp_path / "out"), "--num_candidates", "2"])
+    assert str(error.value) == (
+        f"{single}: cannot find hard negatives: no paragraph of the inputs has two characters in a row, so "
+        "character-bigram TF-IDF cannot compare the 2 paragraphs with the questions (scikit-learn: empty vocabulary; "
+        "perhaps the documents only contain stop words); use --num_candidates 1 (no negatives) or longer paragraphs"
+    )
+    assert not (tmp_path / "out").exists()
+    # With one candidate, no negative is looked for, and nothing needs ranking.
+    context, records, _ = convert_files(tmp_path / "one-candidate", single, options=["--num_candidates", "1"])
+    assert context == ["甲", "乙"] and [(r["paragraphs"], r["relevant"]) for r in records] == [([0], 0), ([1], 1)]
+
+
+def test_when_no_question_has_enough_negatives_the_error_says_why(tmp_path):
+    two = write_json(tmp_path / "two.json", squad(CITY_QUESTIONS[0], CITY_QUESTIONS[5]))  # the second: unanswerable
+    with pytest.raises(InputError) as error:
+        convert_squad.main([str(two), "--output_dir", str(tmp_path / "out")])
+    assert str(error.value) == (
+        f"{two}: no question could be converted: of 2 questions read, 1 dropped: no answer (unanswerable); 1 dropped: "
+        "too few paragraphs without the answer text for the negatives (--num_candidates 4 needs 3 besides each "
+        "question's own; the inputs have 2 paragraphs in all)"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_num_candidates_above_1000_is_refused_in_one_line(squad_file, tmp_path, capsys):
+    arguments = [str(squad_file), "--output_dir", str(tmp_path / "out"), "--num_candidates"]
+    assert convert_squad.parse_command_line([*arguments, "1000"]).num_candidates == 1000
+    with pytest.raises(SystemExit) as exit_info:
+        convert_squad.parse_command_line([*arguments, "1001"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: argument --num_candidates: must be at most 1,000, got 1001 (see --help)\n"
