@@ -2,7 +2,8 @@
 classification of the whole utterance ([CLS] text [SEP]).
 
 The intents are those of --train_file (sorted), saved in the model's config (id2label / label2id), so the checkpoint
-predicts intent names; evaluation reports accuracy. Example (docs/intent-slot.md has the recommended hyperparameters):
+predicts intent names (LABEL_0, LABEL_1... included); evaluation reports accuracy. Example (docs/intent-slot.md has
+the recommended hyperparameters):
 
     python run_intent.py --model_name_or_path bert-base-uncased \
         --train_file data/intent/train.json --validation_file data/intent/eval.json --test_file data/intent/test.json \
