@@ -215,6 +215,15 @@ def test_intents_named_like_the_config_default_train_and_their_checkpoint_predic
     assert {row[1] for row in rows[1:]} <= {"LABEL_0", "LABEL_1"}
 
 
+def test_a_training_file_of_one_intent_is_refused(tiny_english_base, tmp_path, monkeypatch, capsys):
+    train = write_json(tmp_path / "train.json", [r for r in intent_records(12, "train") if r["intent"] == "greeting"])
+    output_dir = tmp_path / "out"
+    args = ["run_intent.py", *training_args(tiny_english_base, train, output_dir)]
+    code, line = call_failing(run_intent.main, args, monkeypatch, capsys)
+    assert code == 1 and line == f"error: {train}: has one intent only ('greeting'): a classifier needs at least two"
+    assert not output_dir.exists()
+
+
 def test_the_command_line_error_is_one_line_without_traceback(tiny_english_base, tmp_path):
     train = write_json(tmp_path / "train.json", [{"tokens": ["hi"], "tags": ["X"], "id": "t-0"}])
     result = run_script("run_slot.py", *training_args(tiny_english_base, train, tmp_path / "out"), check=False)
