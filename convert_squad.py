@@ -16,14 +16,23 @@ Input: SQuAD v1-style JSON, {"data": [{"paragraphs": [{"context", "qas": [{"id",
 - An answer not at its `answer_start` is repaired when its text occurs exactly once in the paragraph (the check of
   adl_data.load_questions); otherwise the question is dropped. Unanswerable questions (no answer, as in SQuAD 2.0) and
   empty texts are dropped too. The report counts every repair and drop, per input file.
-- --merge_into DIR appends to DIR/context.json and DIR/train.json: their paragraphs keep their indices, so DIR's
-  valid.json and test.json stay valid with the new context.json, and a paragraph already there is not stored again.
+- Every context, id, question and (first) answer text is checked like every loader checks its texts
+  (adl_data.check_characters: no NUL, no lone UTF-16 surrogate) before anything is written: one line names the file,
+  data[a].paragraphs[p](.qas[q]), the field and the character.
+- --merge_into DIR appends the converted data to a copy of DIR/context.json and DIR/train.json, written to
+  --output_dir, which may not be DIR itself (no output of a run is ever one of its inputs): their paragraphs keep their
+  indices, so DIR's valid.json and test.json stay valid with the new context.json, and a paragraph already there is
+  not stored again.
 - --exclude FILE ... drops the questions whose text, normalised as the QA metrics normalise answers (full-width =
   half-width, case, spaces and punctuation ignored: utils_qa.normalize_answer), is a question of an ADL file FILE,
   e.g. the homework's valid.json and test.json, so that no evaluation question is trained on.
+
+context.json and train.json are checked before any work (neither may be an input of the run: a SQuAD file, a
+--merge_into or --exclude file) and written together, or neither (outputs.py has the rules).
 """
 
 import collections
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +41,15 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from tqdm.auto import tqdm
 
-from adl_data import load_context, load_questions, locate_answer, read_json, required_field
-from cli import ArgumentParser, InputError, positive_int, run_main
-from outputs import check_output_path, write_json
+from adl_data import check_characters, load_context, load_questions, locate_answer, read_json, required_field
+from cli import ArgumentParser, InputError, bounded_int, one_line, run_main
+from outputs import OutputPlan, json_writer
 from metrics import normalize_answer
 
 NUM_CANDIDATES = 4
+# A question's candidates are one multiple-choice example of N sequences: 1,000 of 512 tokens is already 512,000
+# tokens per question, more than a GPU holds; the homework has 4.
+MAX_CANDIDATES = 1000
 # Questions scored against every paragraph at once: a (chunk, paragraphs) matrix of float64 (8 MB for 1,000 x 1,000).
 SCORING_CHUNK = 1000
 
@@ -73,10 +85,11 @@ def parse_command_line(argv=None):
     )
     parser.add_argument(
         "--num_candidates",
-        type=positive_int,
+        type=bounded_int(1, MAX_CANDIDATES),
         default=NUM_CANDIDATES,
         metavar="N",
-        help=f"Candidate paragraphs per question, the relevant one included (default: {NUM_CANDIDATES}).",
+        help=f"Candidate paragraphs per question, the relevant one included, at most {MAX_CANDIDATES:,} "
+        f"(default: {NUM_CANDIDATES}).",
     )
     parser.add_argument(
         "--seed", type=int, default=0, metavar="N", help="Seed of the relevant paragraph's position (default: 0)."
@@ -86,7 +99,7 @@ def parse_command_line(argv=None):
         type=Path,
         metavar="DIR",
         help="An ADL folder whose context.json and train.json the converted data is appended to (they are read, "
-        "not changed, unless --output_dir is the same folder).",
+        "not changed: --output_dir must be another folder).",
     )
     parser.add_argument(
         "--exclude",
@@ -101,7 +114,7 @@ def parse_command_line(argv=None):
 
 def read_squad_files(paths):
     """The paragraphs (each distinct text once) and the questions of SQuAD-format files, checking the fields that the
-    conversion reads."""
+    conversion reads, and the characters of those it writes (adl_data.check_characters)."""
     paragraph_index, questions = {}, []  # paragraph text: its index in the corpus
     for path in paths:
         squad = read_json(path)
@@ -112,6 +125,7 @@ def read_squad_files(paths):
             for p, paragraph in enumerate(required_field(_object(article, where), "paragraphs", list, where)):
                 where = f"{path}: data[{a}].paragraphs[{p}]"
                 context = required_field(_object(paragraph, where), "context", str, where)
+                check_characters(context, f"{where}: field 'context'")
                 corpus_index = paragraph_index.setdefault(context, len(paragraph_index)) if context.strip() else None
                 for q, qa in enumerate(required_field(paragraph, "qas", list, where)):
                     questions.append(_read_squad_question(qa, f"{where}.qas[{q}]", corpus_index, str(path)))
@@ -120,15 +134,17 @@ def read_squad_files(paths):
 
 def _read_squad_question(qa, where, corpus_index, source):
     question_id = required_field(_object(qa, where), "id", str, where)
+    check_characters(question_id, f"{where}: field 'id'")
     where = f"{where} (id {question_id!r})"
     if not question_id.strip():
         raise InputError(f"{where}: field 'id': is empty")
     question = required_field(qa, "question", str, where)
+    check_characters(question, f"{where}: field 'question'")
     answers = required_field(qa, "answers", list, where)
     if answers:
         # Only the first answer is used, so only it is checked.
         where = f"{where}: field 'answers'[0]"
-        required_field(_object(answers[0], where), "text", str, where)
+        check_characters(required_field(_object(answers[0], where), "text", str, where), f"{where}: field 'text'")
         required_field(answers[0], "answer_start", int, where)
     return SquadQuestion(question_id, question, corpus_index, answers, source)
 
@@ -196,8 +212,19 @@ def question_scores(vectorizer, paragraph_vectors, questions):
 
 def hard_negatives(paragraphs, questions, answers, count):
     """For each question (SquadQuestion) and its answer: the `count` paragraphs most similar to the question that do
-    not contain the answer text, most similar first (ties in paragraph order), or None when fewer than `count` exist."""
-    vectorizer, paragraph_vectors = fit_bigram_tfidf(paragraphs)
+    not contain the answer text, most similar first (ties in paragraph order), or None when fewer than `count` exist.
+    An InputError, naming the questions' files, when the paragraphs cannot be ranked (TF-IDF finds no bigram)."""
+    if count == 0 or not questions:
+        return [[] for _ in questions]  # nothing to rank
+    try:
+        vectorizer, paragraph_vectors = fit_bigram_tfidf(paragraphs)
+    except ValueError as error:  # scikit-learn's "empty vocabulary": every paragraph is a single character
+        sources = ", ".join(dict.fromkeys(question.source for question in questions))
+        raise InputError(
+            f"{sources}: cannot find hard negatives: no paragraph of the inputs has two characters in a row, so "
+            f"character-bigram TF-IDF cannot compare the {len(paragraphs)} paragraphs with the questions "
+            f"(scikit-learn: {one_line(error, 80)}); use --num_candidates 1 (no negatives) or longer paragraphs"
+        ) from None
     texts = [question.question for question in questions]
     negatives = []
     scored = question_scores(vectorizer, paragraph_vectors, texts)
@@ -292,6 +319,25 @@ def convert(
     return context, records, report
 
 
+def why_none_converted(report, num_candidates, paragraph_count):
+    """Why no question was converted, from the report: each reason a question was dropped or excluded, with counts."""
+    totals = sum(report.values(), collections.Counter())
+    if not totals["read"]:
+        return "the inputs hold no question"
+    reasons = []
+    for outcome, count in totals.items():
+        if outcome.startswith("dropped"):
+            reasons.append(f"{count} {outcome}")
+        if outcome == TOO_FEW_NEGATIVES:
+            reasons[-1] += (
+                f" (--num_candidates {num_candidates} needs {num_candidates - 1} besides each question's own; the "
+                f"inputs have {paragraph_count} paragraphs in all)"
+            )
+    if totals[EXCLUDED]:
+        reasons.append(f"{totals[EXCLUDED]} {EXCLUDED}")
+    return f"of {totals['read']} questions read, {'; '.join(reasons)}"
+
+
 def report_lines(report):
     """One line per input file: questions read, kept (of which repaired), dropped and excluded, with the reasons."""
     lines = []
@@ -308,16 +354,33 @@ def report_lines(report):
     return lines
 
 
+def _same_folder(first, second):
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # one does not exist (yet)
+        return os.path.realpath(first) == os.path.realpath(second)
+
+
 def main(argv=None):
     args = parse_command_line(argv)
-    # Checked before any work: an unwritable --output_dir fails in seconds.
-    context_path = check_output_path(args.output_dir / "context.json")
-    train_path = check_output_path(args.output_dir / "train.json")
-
-    base_context, base_questions, base_file = [], [], None
+    inputs = [*args.inputs, *args.exclude]
+    base_context_file = base_file = None
     if args.merge_into is not None:
-        base_context = load_context(args.merge_into / "context.json")
-        base_file = args.merge_into / "train.json"
+        base_context_file, base_file = args.merge_into / "context.json", args.merge_into / "train.json"
+        inputs += [base_context_file, base_file]
+        if _same_folder(args.output_dir, args.merge_into):
+            raise InputError(
+                f"--output_dir {args.output_dir}: is the --merge_into folder, whose context.json and train.json this "
+                "run reads; no output may be an input: write the merged files to another folder"
+            )
+    # Checked before any work: an unwritable --output_dir, or an output that is an input, fails in seconds.
+    plan = OutputPlan(inputs=inputs)
+    context_path = plan.add(args.output_dir / "context.json")
+    train_path = plan.add(args.output_dir / "train.json")
+
+    base_context, base_questions = [], []
+    if args.merge_into is not None:
+        base_context = load_context(base_context_file)
         base_questions = load_questions(base_file, base_context, need_answer=True)
     excluded_questions = set()
     for path in args.exclude:
@@ -337,10 +400,10 @@ def main(argv=None):
     for line in report_lines(report):
         print(line)
     if len(records) == len(base_questions):
-        raise InputError(f"{', '.join(map(str, args.inputs))}: no question could be converted (see the report above)")
+        why = why_none_converted(report, args.num_candidates, len(paragraphs))
+        raise InputError(f"{', '.join(map(str, args.inputs))}: no question could be converted: {why}")
 
-    write_json(context_path, context)
-    write_json(train_path, records)
+    plan.write({context_path: json_writer(context), train_path: json_writer(records)})
     added = len(context) - len(base_context)
     print(
         f"Wrote {context_path} ({len(context)} paragraphs, {added} new) and {train_path} ({len(records)} questions, "

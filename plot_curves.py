@@ -21,13 +21,22 @@ only if some run has data for it, the runs overlaid in one colour each:
 - results.md, results.csv  one row per run: steps, final train loss, final and best evaluation metrics, train runtime
 
 A curve has as many points as the run logged: train with `--logging_steps N --eval_strategy steps --eval_steps N`
-(N in steps, or below 1 as a fraction of the training steps, e.g. 0.05 for 20 points). Run names default to the run
-directories' names. Names in Chinese need a CJK font: one is picked among the installed fonts, or pass --font PATH;
-if none has the characters, install one (`sudo apt install fonts-noto-cjk`).
+(N in steps, or below 1 as a fraction of the training steps, e.g. 0.05 for 20 points). A step or a value that is not a
+finite number (the Trainer writes a loss that diverged as NaN or Infinity) is left out of the curves and the table; a
+run whose "global_step" is not finite counts the largest finite step it logged.
+
+Run names default to the run directories' names and are drawn as they are written ("lr $5" is not mathtext). Names
+in Chinese need a CJK font: one is picked among the installed fonts, or pass --font PATH. Where no font draws a name,
+the legend calls that run "run N" (its position on the command line) and one warning line gives the real names and
+the package to install (`sudo apt install fonts-noto-cjk`); results.md and results.csv always hold the real names.
+
+The figures and the tables of one call are written together or not at all, and checked first (before any drawing):
+none may be a trainer_state.json that the call reads, or another of its outputs (outputs.py has the rules).
 """
 
 import argparse
-import csv
+import collections
+import math
 import os
 import re
 import sys
@@ -43,10 +52,13 @@ from matplotlib.ft2font import FT2Font
 from matplotlib.ticker import MaxNLocator
 
 from adl_data import read_json
-from cli import ArgumentParser, InputError, positive_int, run_main
-from outputs import check_output_path, write_atomically
+from cli import ArgumentParser, InputError, bounded_int, run_main
+from outputs import OutputPlan, binary, table_writer
 
 MIN_POINTS = 5
+# The widest figure is 11 x 4 inches (two panels): at 600 dots per inch, print quality, it is 6,600 x 2,400 pixels, a
+# 63 MB image in memory. Much more runs out of memory, or past Agg's limit of 65,536 pixels a side.
+MAX_DPI = 600
 CJK_FONT_INSTALL_HINT = "install a CJK font (`sudo apt install fonts-noto-cjk`) or pass --font /path/to/font.ttc"
 # Families looked for first, in this order (Traditional Chinese first, as the ADL data is); any other installed font
 # that has the characters comes after them.
@@ -145,7 +157,9 @@ class Run:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """Whether a logged step or value can be drawn: a finite number (json reads NaN and Infinity, which the Trainer
+    writes for a loss that diverged, as floats)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # --- Reading the runs ---------------------------------------------------------------------------------------------
@@ -222,19 +236,38 @@ def sparse_curve_warnings(runs: list[Run]) -> list[str]:
 
 # --- Fonts for run names in Chinese -------------------------------------------------------------------------------
 
+# A font draws a character with a glyph of its own; it shares one only among a few equivalent characters (the spaces,
+# a CJK compatibility ideograph and its unified form). A glyph that more characters than this map to is a placeholder:
+# matplotlib's Last Resort font maps every character of Unicode to one box per block (20,992 to the one of the CJK
+# ideographs), so its character map "has" every character and it draws none of them.
+PLACEHOLDER_SHARE = 64
+
+
+@dataclass(frozen=True)
+class CharacterMap:
+    glyphs: dict[int, int]  # character code: glyph index
+    placeholders: frozenset[int]  # glyph indices shared by more than PLACEHOLDER_SHARE characters
+
+    def draws(self, character: str) -> bool:
+        glyph = self.glyphs.get(ord(character), 0)  # glyph 0 is .notdef, the font's own "missing" box
+        return glyph != 0 and glyph not in self.placeholders
+
 
 @lru_cache(maxsize=None)
-def _character_codes(font_path: str) -> frozenset[int]:
-    return frozenset(FT2Font(font_path).get_charmap())
+def _character_map(font_path: str) -> CharacterMap:
+    glyphs = FT2Font(font_path).get_charmap()
+    shares = collections.Counter(glyphs.values())
+    return CharacterMap(glyphs, frozenset(glyph for glyph, count in shares.items() if count > PLACEHOLDER_SHARE))
 
 
 def missing_characters(font_path: str | Path, text: str) -> str:
-    """The visible characters of `text` that the font file has no glyph for (all of them if it cannot be read)."""
+    """The visible characters of `text` that the font file does not draw: no glyph, or only a placeholder glyph (see
+    PLACEHOLDER_SHARE); all of them if the file cannot be read as a font."""
     try:
-        codes = _character_codes(str(font_path))
+        character_map = _character_map(str(font_path))
     except (OSError, RuntimeError, ValueError):
-        codes = frozenset()
-    return "".join(dict.fromkeys(ch for ch in text if not ch.isspace() and ord(ch) not in codes))
+        return "".join(dict.fromkeys(ch for ch in text if not ch.isspace()))
+    return "".join(dict.fromkeys(ch for ch in text if not ch.isspace() and not character_map.draws(ch)))
 
 
 def font_covers(font_path: str | Path, text: str) -> bool:
@@ -261,31 +294,29 @@ def _preference(family: str) -> int:
     return len(PREFERRED_FONTS)
 
 
+def default_font() -> str:
+    """The font file matplotlib draws text with when no font is given."""
+    return font_manager.findfont(FontProperties())
+
+
 def find_font(text: str, forced: Path | None = None) -> str | None:
     """The font file to draw `text` with: --font if given; else None where matplotlib's default font will do; else
-    the installed font that has all its characters, well-known CJK fonts first. None, with a warning, if none has."""
+    the installed font that draws all the characters the default font does not (the legend falls back to the default
+    font for the others), well-known CJK fonts first; else None (legend_names then numbers the runs, and says so)."""
     if forced is not None:
         if not forced.is_file():
             raise InputError(f"--font {forced}: no such file")
         try:
-            _character_codes(str(forced))
+            _character_map(str(forced))
         except (OSError, RuntimeError, ValueError):
             raise InputError(f"--font {forced}: cannot read it as a font file (.ttf, .otf or .ttc)") from None
-        missing = missing_characters(forced, text)
-        if missing:
-            warn(f"--font {forced} has no glyph for {missing!r}: they will show as boxes")
         return str(forced)
-    default_font = font_manager.findfont(FontProperties())
-    missing = missing_characters(default_font, text)
+    missing = missing_characters(default_font(), text)
     if not missing:
         return None
     for _, path in sorted(installed_fonts(), key=lambda font: (_preference(font[0]), font[0], font[1])):
-        if font_covers(path, text):
+        if font_covers(path, missing):
             return path
-    warn(
-        f"no installed font has the characters {missing!r} of the run names: they will show as boxes; "
-        f"{CJK_FONT_INSTALL_HINT}"
-    )
     return None
 
 
@@ -298,28 +329,80 @@ def legend_font(font_path: str | None) -> FontProperties | None:
     return FontProperties(family=[family, "DejaVu Sans"])
 
 
+def legend_names(names: list[str], font_path: str | None, forced: bool = False) -> tuple[list[str], str | None]:
+    """The legend's name of each run, and the warning to give when some could not be kept.
+
+    A name is kept where the legend's fonts (`font_path`, then matplotlib's default font) draw all its characters;
+    otherwise the run is called "run N", N its position among the runs, which any font draws: a legend of boxes
+    would not tell the runs apart. The warning, one line, gives each renamed run's real name, the characters no font
+    draws, and how to get a font for them.
+
+    Args:
+        names: the run names, in command-line order.
+        font_path: the font find_font chose (None: matplotlib's default font).
+        forced: whether `font_path` is the user's --font.
+
+    Returns:
+        (the legend names, the warning or None).
+    """
+    fonts = [path for path in (font_path, default_font()) if path is not None]
+    labels, renamed, missing = [], [], ""
+    for number, name in enumerate(names, 1):
+        lacking = name
+        for path in fonts:
+            lacking = missing_characters(path, lacking)
+        if lacking:
+            labels.append(f"run {number}")
+            renamed.append(f"run {number} = {name!r}")
+            missing += lacking
+        else:
+            labels.append(name)
+    if not renamed:
+        return labels, None
+    missing = "".join(dict.fromkeys(missing))
+    cause = f"--font {font_path} does not draw" if forced else "no installed font draws"
+    return labels, (
+        f"{cause} the characters {missing!r} of the run names: the legend calls the runs by number "
+        f"({', '.join(renamed)}); to see the names, {CJK_FONT_INSTALL_HINT}"
+    )
+
+
 # --- Figures ------------------------------------------------------------------------------------------------------
 
 
-def make_figures(runs: list[Run], font: FontProperties | None = None) -> dict[str, Figure]:
-    """{file name: figure} for every figure that some run has data for."""
+def figure_panels(runs: list[Run]) -> dict[str, tuple[FigureSpec, list[Metric]]]:
+    """{file name: (its FigureSpec, its panels)} for every figure that some run has data for: the panels with data."""
     figures = {}
     for spec in FIGURES:
         panels = [metric for metric in spec.panels if any(run.curve(metric)[0] for run in runs)]
         if panels:
-            figures[spec.filename] = draw_figure(spec.title, panels, runs, font)
+            figures[spec.filename] = spec, panels
     return figures
 
 
-def draw_figure(title: str, metrics: list[Metric], runs: list[Run], font: FontProperties | None) -> Figure:
-    """One panel per metric, one line per run (the same colour for a run in every figure), legend = run names."""
+def make_figures(
+    runs: list[Run], font: FontProperties | None = None, labels: list[str] | None = None
+) -> dict[str, Figure]:
+    """{file name: figure} for every figure that some run has data for; `labels` name the runs in the legends
+    (default: their names)."""
+    labels = labels or [run.name for run in runs]
+    return {
+        filename: draw_figure(spec.title, panels, runs, font, labels)
+        for filename, (spec, panels) in figure_panels(runs).items()
+    }
+
+
+def draw_figure(
+    title: str, metrics: list[Metric], runs: list[Run], font: FontProperties | None, labels: list[str]
+) -> Figure:
+    """One panel per metric, one line per run (the same colour for a run in every figure), legend = `labels`."""
     figure = Figure(figsize=(1 + 5 * len(metrics), 4), layout="constrained")
     for axes, metric in zip(figure.subplots(1, len(metrics), squeeze=False)[0], metrics):
-        for index, run in enumerate(runs):
+        for index, (run, label) in enumerate(zip(runs, labels)):
             steps, values = run.curve(metric)
             if steps:
                 marker = "o" if len(steps) <= 40 else None
-                axes.plot(steps, values, label=run.name, color=f"C{index % 10}", marker=marker, markersize=3)
+                axes.plot(steps, values, label=label, color=f"C{index % 10}", marker=marker, markersize=3)
         axes.set_xlabel("training step")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylabel(metric.axis_label)
@@ -327,7 +410,8 @@ def draw_figure(title: str, metrics: list[Metric], runs: list[Run], font: FontPr
             axes.set_title(metric.title.capitalize())
         axes.ticklabel_format(axis="y", useOffset=False)  # plain values, not "1e-7+1.386" over the axis
         axes.grid(alpha=0.3)
-        axes.legend(prop=font)
+        for text in axes.legend(prop=font).get_texts():
+            text.set_parse_math(False)  # a run name is text: "lr $5 to $6" would be drawn as mathtext, or fail
     figure.suptitle(title)
     return figure
 
@@ -337,20 +421,9 @@ def legend_labels(figure: Figure) -> list[list[str]]:
     return [[text.get_text() for text in axes.get_legend().get_texts()] for axes in figure.axes if axes.get_legend()]
 
 
-def save_figure(figure: Figure, path: Path, dpi: int) -> Path:
-    path = check_output_path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():
-            # One warning per missing character: find_font has already said which, and what to do, in one line.
-            warnings.filterwarnings("ignore", message="Glyph .* missing from font")
-            figure.savefig(temporary, format="png", dpi=dpi)
-        os.replace(temporary, path)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise InputError(f"{path}: cannot write ({error.strerror})") from None
-    return path
+def png_writer(figure: Figure, dpi: int):
+    """The writer of a figure as a PNG file of `dpi` dots per inch, for OutputPlan.write."""
+    return binary(lambda file: figure.savefig(file, format="png", dpi=dpi))
 
 
 # --- Results table ------------------------------------------------------------------------------------------------
@@ -423,19 +496,15 @@ def results_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
-def write_results(rows: list[dict], output_dir: Path) -> list[Path]:
+def results_writers(rows: list[dict]) -> dict[str, object]:
+    """{file name: writer} of results.md and results.csv (UTF-8, the runs' real names)."""
     columns = table_columns(rows)
-
-    def write_csv(file):
-        writer = csv.writer(file, lineterminator="\n")
-        writer.writerow(key for key, _, _ in columns)
-        for row in rows:
-            writer.writerow("" if row[key] is None else row[key] for key, _, _ in columns)
-
-    return [
-        write_atomically(output_dir / "results.md", lambda file: file.write(results_markdown(rows))),
-        write_atomically(output_dir / "results.csv", write_csv),
-    ]
+    csv_rows = [["" if row[key] is None else row[key] for key, _, _ in columns] for row in rows]
+    markdown = results_markdown(rows)
+    return {
+        "results.md": lambda file: file.write(markdown),
+        "results.csv": table_writer([key for key, _, _ in columns], csv_rows),
+    }
 
 
 # --- Command line -------------------------------------------------------------------------------------------------
@@ -479,7 +548,11 @@ def parse_command_line(argv: list[str] | None = None) -> argparse.Namespace:
         "(default: an installed font that has their characters).",
     )
     parser.add_argument(
-        "--dpi", type=positive_int, default=100, metavar="N", help="Resolution of the PNG files (default: 100)."
+        "--dpi",
+        type=bounded_int(1, MAX_DPI),
+        default=100,
+        metavar="N",
+        help=f"Resolution of the PNG files, in dots per inch, at most {MAX_DPI} (default: 100).",
     )
     return parser.parse_args(argv)
 
@@ -488,22 +561,31 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     args = parse_command_line(argv)
     names = run_names(args.run_dirs, args.names)
     runs = [load_run(run_dir, name) for run_dir, name in zip(args.run_dirs, names)]
+    # Every output checked before any drawing: none may be a trainer_state.json read above, or another output.
+    plan = OutputPlan(inputs=[run.state_file for run in runs])
+    filenames = [*figure_panels(runs), "results.md", "results.csv"]
+    destinations = {filename: plan.add(args.output_dir / filename) for filename in filenames}
     for message in sparse_curve_warnings(runs):
         warn(message)
 
     font_path = find_font(" ".join(names), args.font)
-    if font_path is not None:
+    labels, message = legend_names(names, font_path, forced=args.font is not None)
+    if message:
+        warn(message)
+    elif font_path is not None:
         print(f"Run names drawn with the font {font_path}")
-    written = {}
-    for filename, figure in make_figures(runs, legend_font(font_path)).items():
-        written[filename] = save_figure(figure, args.output_dir / filename, args.dpi)
     rows = [summarize(run) for run in runs]
-    for path in write_results(rows, args.output_dir):
-        written[path.name] = path
+    figures = make_figures(runs, legend_font(font_path), labels)
+    writers = {name: png_writer(figure, args.dpi) for name, figure in figures.items()}
+    writers.update(results_writers(rows))
+    with warnings.catch_warnings():
+        # A character that no font draws is in the warning above, once, with what to do; not once per figure.
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        plan.write({destinations[name]: writer for name, writer in writers.items()})
 
     print(results_markdown(rows))
-    print(f"Wrote {', '.join(written)} to {args.output_dir}")
-    return written
+    print(f"Wrote {', '.join(writers)} to {args.output_dir}")
+    return {name: destinations[name] for name in writers}
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 classification of the whole utterance ([CLS] text [SEP]).
 
 The intents are those of --train_file (sorted), saved in the model's config (id2label / label2id), so the checkpoint
-predicts intent names; evaluation reports accuracy. Example (docs/intent-slot.md has the recommended hyperparameters):
+predicts intent names (LABEL_0, LABEL_1... included); evaluation reports accuracy. A training file needs at least two
+intents: a model of one output would be trained as a regression (problem_type "regression", MSE loss), and one that
+always predicts the only intent learns nothing. Example (docs/intent-slot.md has the recommended hyperparameters):
 
     python run_intent.py --model_name_or_path bert-base-uncased \
         --train_file data/intent/train.json --validation_file data/intent/eval.json --test_file data/intent/test.json \
@@ -21,7 +23,7 @@ from transformers import (
 )
 
 from adl_data import load_intent_utterances
-from cli import run_main
+from cli import InputError, run_main
 from checkpoints import INTENT_CLASSIFICATION, checkpoint_to_resume, load_model, load_tokenizer_and_config, record_settings
 from training import (
     check_run_outputs,
@@ -72,6 +74,10 @@ def main():
 
     # Read and check every input before anything is written.
     splits, training_intents = load_labelled_splits(data_args, training_args, load_intent_utterances, "intent")
+    if training_intents is not None and len(training_intents) < 2:
+        raise InputError(
+            f"{data_args.train_file}: has one intent only ({training_intents[0]!r}): a classifier needs at least two"
+        )
     resume_from = checkpoint_to_resume(training_args, INTENT_CLASSIFICATION)
     check_run_outputs(model_args, data_args, training_args, resume_from)
     tokenizer, config, new_head = load_tokenizer_and_config(

@@ -336,8 +336,11 @@ def task_label_names(model, model_args, data_args, splits, label_field):
     """The label names the model predicts, in the order of its outputs (config id2label), after checking that the
     model has some and that every label of the validation split is among them."""
     names = [model.config.id2label[index] for index in range(model.config.num_labels)]
-    # A model never trained on a task has the config's default names LABEL_0, LABEL_1...
-    if names == [f"LABEL_{index}" for index in range(len(names))]:
+    # A model never trained on a task has the config's default names LABEL_0, LABEL_1... Those of a training file may
+    # be LABEL_0, LABEL_1... too: a run that trains, or a checkpoint saved by one (its config names the model's class
+    # among its architectures), has names of its own.
+    trained = "train" in splits or type(model).__name__ in (model.config.architectures or [])
+    if not trained and names == [f"LABEL_{index}" for index in range(len(names))]:
         raise InputError(
             f"{model_args.model_name_or_path}: the model has no label names of its own (its config's id2label is "
             f"{', '.join(names)}): train it first with --do_train and a --train_file"

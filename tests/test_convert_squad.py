@@ -6,6 +6,7 @@ import pytest
 from conftest import SAMPLES, read_json, run_script, write_json
 
 import convert_squad
+import outputs
 from adl_data import load_context, load_questions
 from cli import InputError
 from convert_squad import EXCLUDED, REPAIRED, SquadQuestion, convert, hard_negatives, read_squad_files
@@ -199,7 +200,8 @@ def test_a_sample_question_converted_again_is_excluded(tmp_path, sample_valid, s
     question = sample_valid[0]
     paragraph = sample_context[question["relevant"]]
     again = squad((paragraph, [qa("again", question["question"], (question["answer"]["text"], 0))]))
-    with pytest.raises(InputError, match="no question could be converted"):
+    with pytest.raises(InputError, match=r"no question could be converted: of 1 questions read, 1 excluded \(its "
+                       r"question is in an --exclude file\)$"):
         convert_squad.main(
             [
                 str(write_json(tmp_path / "again.json", again)),
@@ -267,3 +269,130 @@ def test_command_line_error_exits_1_with_one_line_and_writes_nothing(squad_file,
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
     assert "cannot create the output folder" in result.stderr
     assert blocker.read_text() == "not a folder"
+
+
+# --- Outputs: never an input, both or neither ------------------------------------------------------------------------
+
+
+def copy_samples(folder):
+    folder.mkdir()
+    for name in ["context.json", "train.json", "valid.json"]:
+        (folder / name).write_bytes((SAMPLES / name).read_bytes())
+    return folder
+
+
+def test_merge_into_the_output_folder_is_refused_and_changes_nothing(squad_file, tmp_path):
+    data = copy_samples(tmp_path / "data")
+    before = {path.name: path.read_bytes() for path in data.iterdir()}
+    with pytest.raises(InputError) as error:
+        convert_squad.main([str(squad_file), "--merge_into", str(data), "--output_dir", str(tmp_path / "." / "data")])
+    assert str(error.value) == (
+        f"--output_dir {tmp_path / 'data'}: is the --merge_into folder, whose context.json and train.json this run "
+        "reads; no output may be an input: write the merged files to another folder"
+    )
+    assert {path.name: path.read_bytes() for path in data.iterdir()} == before
+
+
+@pytest.mark.parametrize("role", ["SQuAD input", "--exclude file", "--merge_into file, through a link"])
+def test_an_output_that_is_an_input_of_the_run_is_refused_before_any_work(squad_file, tmp_path, role):
+    data = copy_samples(tmp_path / "data")
+    if role == "SQuAD input":  # e.g. DRCD saved as data/train.json
+        (data / "train.json").write_bytes(squad_file.read_bytes())
+        arguments, input_file = [str(data / "train.json"), "--output_dir", str(data)], data / "train.json"
+    elif role == "--exclude file":  # the homework's train.json excluded, the output written beside it
+        arguments, input_file = [str(squad_file), "--output_dir", str(data), "--exclude", str(data / "train.json")], \
+            data / "train.json"  # fmt: skip
+    else:
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / "context.json").symlink_to(data / "context.json")
+        arguments, input_file = [str(squad_file), "--output_dir", str(out), "--merge_into", str(data)], \
+            data / "context.json"  # fmt: skip
+    before = {path.name: path.read_bytes() for path in data.iterdir()}
+    with pytest.raises(InputError, match=rf"output path is the input file {input_file}; writing it would destroy it"):
+        convert_squad.main(arguments)
+    assert {path.name: path.read_bytes() for path in data.iterdir()} == before
+
+
+def test_context_and_train_are_written_together_or_neither(squad_file, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "context.json").write_text("old context", encoding="utf-8")
+    json_text = outputs.json_text
+
+    def full_disk_for_records(value, indent=None):
+        if value and isinstance(value[0], dict):  # train.json's records, not context.json's paragraphs
+            raise OSError(28, "No space left on device")
+        return json_text(value, indent)
+
+    monkeypatch.setattr(outputs, "json_text", full_disk_for_records)
+    with pytest.raises(InputError, match=r"train\.json: cannot write \(No space left on device\)"):
+        convert_squad.main([str(squad_file), "--output_dir", str(out), "--num_candidates", "3"])
+    assert sorted(path.name for path in out.iterdir()) == ["context.json"]
+    assert (out / "context.json").read_text(encoding="utf-8") == "old context"
+
+
+# --- Characters no output can hold, and inputs that give no candidates -------------------------------------------
+
+
+def with_character(text, position, character):
+    return text[:position] + character + text[position:]
+
+
+@pytest.mark.parametrize("field, where", [
+    ("context", "data[0].paragraphs[1]: field 'context': character 3"),
+    ("id", "data[0].paragraphs[1].qas[0]: field 'id': character 1"),
+    ("question", "data[0].paragraphs[1].qas[0] (id 'q'): field 'question': character 3"),
+    ("text", "data[0].paragraphs[1].qas[0] (id 'q'): field 'answers'[0]: field 'text': character 2"),
+])  # fmt: skip
+@pytest.mark.parametrize("character", ["\x00", "\ud800"], ids=["NUL", "lone surrogate"])
+def test_a_nul_or_a_lone_surrogate_is_one_line_naming_file_record_field_and_position(tmp_path, field, where, character):
+    texts = {"context": "高雄市位於臺灣南部，是港口城市。", "id": "q", "question": "高雄市位於哪裡?", "text": "臺灣南部"}
+    texts[field] = with_character(texts[field], int(where.rsplit(" ", 1)[1]), character)
+    answer = (texts["text"], texts["context"].find(texts["text"]))
+    path = tmp_path / "bad.json"
+    # ensure_ascii: a lone surrogate can only be written as a JSON escape, "\ud800".
+    bad_paragraph = (texts["context"], [qa(texts["id"], texts["question"], answer)])
+    path.write_text(json.dumps(squad(CITY_QUESTIONS[0], bad_paragraph)))
+    with pytest.raises(InputError) as error:
+        convert_squad.main([str(path), "--output_dir", str(tmp_path / "out"), "--num_candidates", "2"])
+    assert str(error.value) == f"{path}: {where} is {ascii(character)}, which no text can hold"
+    assert not (tmp_path / "out").exists()
+
+
+def test_paragraphs_of_one_character_cannot_be_ranked_one_line_naming_the_input_and_why(tmp_path):
+    single = write_json(
+        tmp_path / "single.json", squad(("甲", [qa("a", "問甲?", ("甲", 0))]), ("乙", [qa("b", "問乙?", ("乙", 0))]))
+    )
+    with pytest.raises(InputError) as error:
+        convert_squad.main([str(single), "--output_dir", str(tmp_path / "out"), "--num_candidates", "2"])
+    assert str(error.value) == (
+        f"{single}: cannot find hard negatives: no paragraph of the inputs has two characters in a row, so "
+        "character-bigram TF-IDF cannot compare the 2 paragraphs with the questions (scikit-learn: empty vocabulary; "
+        "perhaps the documents only contain stop words); use --num_candidates 1 (no negatives) or longer paragraphs"
+    )
+    assert not (tmp_path / "out").exists()
+    # With one candidate, no negative is looked for, and nothing needs ranking.
+    context, records, _ = convert_files(tmp_path / "one-candidate", single, options=["--num_candidates", "1"])
+    assert context == ["甲", "乙"] and [(r["paragraphs"], r["relevant"]) for r in records] == [([0], 0), ([1], 1)]
+
+
+def test_when_no_question_has_enough_negatives_the_error_says_why(tmp_path):
+    two = write_json(tmp_path / "two.json", squad(CITY_QUESTIONS[0], CITY_QUESTIONS[5]))  # the second: unanswerable
+    with pytest.raises(InputError) as error:
+        convert_squad.main([str(two), "--output_dir", str(tmp_path / "out")])
+    assert str(error.value) == (
+        f"{two}: no question could be converted: of 2 questions read, 1 dropped: no answer (unanswerable); 1 dropped: "
+        "too few paragraphs without the answer text for the negatives (--num_candidates 4 needs 3 besides each "
+        "question's own; the inputs have 2 paragraphs in all)"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_num_candidates_above_1000_is_refused_in_one_line(squad_file, tmp_path, capsys):
+    arguments = [str(squad_file), "--output_dir", str(tmp_path / "out"), "--num_candidates"]
+    assert convert_squad.parse_command_line([*arguments, "1000"]).num_candidates == 1000
+    with pytest.raises(SystemExit) as exit_info:
+        convert_squad.parse_command_line([*arguments, "1001"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: argument --num_candidates: must be at most 1,000, got 1001 (see --help)\n"

@@ -6,7 +6,7 @@ import csv
 import sys
 
 import pytest
-from transformers import AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 import run_intent
 import run_slot
@@ -192,6 +192,36 @@ def test_a_model_never_trained_on_the_task_has_no_labels_to_predict(tiny_english
         "LABEL_1): train it first with --do_train and a --train_file"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_intents_named_like_the_config_default_train_and_their_checkpoint_predicts_them(
+    tiny_english_base, tmp_path, monkeypatch
+):
+    # Two intents named as a config names labels it knows nothing of: LABEL_0, LABEL_1 (data exported without names).
+    renamed = {"book_table": "LABEL_0", "greeting": "LABEL_1"}
+    records = [{**r, "intent": renamed[r["intent"]]} for r in intent_records(16, "train") if r["intent"] in renamed]
+    train, trained = write_json(tmp_path / "train.json", records), tmp_path / "trained"
+    monkeypatch.setattr(sys, "argv", ["run_intent.py", *map(str, training_args(tiny_english_base, train, trained))])
+    run_intent.main()
+    config = AutoConfig.from_pretrained(trained)  # config.json leaves id2label out when it is the default
+    assert config.id2label == {0: "LABEL_0", 1: "LABEL_1"} and config.problem_type == "single_label_classification"
+
+    test = write_json(tmp_path / "test.json", without(records, "intent"))
+    monkeypatch.setattr("sys.argv", ["run_intent.py", "--model_name_or_path", str(trained), "--test_file", str(test),
+                                     "--do_predict", "--output_dir", str(tmp_path / "predicted"), "--report_to", "none"])  # fmt: skip
+    run_intent.main()
+    rows = predictions(tmp_path / "predicted")
+    assert rows[0] == ["id", "intent"] and [row[0] for row in rows[1:]] == [record["id"] for record in records]
+    assert {row[1] for row in rows[1:]} <= {"LABEL_0", "LABEL_1"}
+
+
+def test_a_training_file_of_one_intent_is_refused(tiny_english_base, tmp_path, monkeypatch, capsys):
+    train = write_json(tmp_path / "train.json", [r for r in intent_records(12, "train") if r["intent"] == "greeting"])
+    output_dir = tmp_path / "out"
+    args = ["run_intent.py", *training_args(tiny_english_base, train, output_dir)]
+    code, line = call_failing(run_intent.main, args, monkeypatch, capsys)
+    assert code == 1 and line == f"error: {train}: has one intent only ('greeting'): a classifier needs at least two"
+    assert not output_dir.exists()
 
 
 def test_the_command_line_error_is_one_line_without_traceback(tiny_english_base, tmp_path):

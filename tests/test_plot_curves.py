@@ -2,12 +2,16 @@
 errors, and the choice of a font that can draw run names in Chinese."""
 
 import csv
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import matplotlib
 import pytest
+from fontTools.fontBuilder import FontBuilder
+from fontTools.pens.ttGlyphPen import TTGlyphPen
 from matplotlib import font_manager
 
 from conftest import ROOT, write_json
@@ -16,6 +20,8 @@ import plot_curves
 from cli import InputError, run_main
 
 DEJAVU_SANS = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+# matplotlib's own fallback: its character map has every character of Unicode, each drawn as its block's box.
+LAST_RESORT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "LastResortHE-Regular.ttf"
 
 
 def span_selection_history(points=10, every=10, exact_match_start=20.0):
@@ -83,6 +89,20 @@ def test_span_selection_runs_get_loss_exact_match_and_f1_figures_with_a_legend_o
     assert macbert_line.get_ydata()[-1] == pytest.approx(90.0)
 
 
+def test_run_names_with_dollar_signs_are_drawn_as_written_not_as_mathtext(tmp_path):
+    # As mathtext, "a$b$c" and "cost $5 and $6" would lose their $ and put b and "5 and " in italics; \undefined fails.
+    names = ["a$b$c", "cost $5 and $6", r"lr $\undefined$"]
+    run_dirs = [make_run(tmp_path / str(index), span_selection_history(points=5)) for index in range(3)]
+    runs = [load(run_dir, name) for run_dir, name in zip(run_dirs, names)]
+    for figure in plot_curves.make_figures(runs).values():
+        for axes in figure.axes:
+            texts = axes.get_legend().get_texts()
+            assert [text.get_text() for text in texts] == names
+            assert [text.get_parse_math() for text in texts] == [False] * 3
+    plot_curves.main([*map(str, run_dirs), "--names", *names, "--output_dir", str(tmp_path / "out")])
+    assert (tmp_path / "out" / "f1.png").read_bytes().startswith(b"\x89PNG")
+
+
 def test_paragraph_selection_runs_get_accuracy_in_percent(tmp_path):
     runs = [load(make_run(tmp_path / "swag", paragraph_selection_history()))]
     figures = plot_curves.make_figures(runs)
@@ -136,6 +156,47 @@ def test_logs_are_read_from_the_latest_checkpoint_when_the_run_has_no_top_level_
     make_run(run_dir / "checkpoint-30", span_selection_history(points=3))
     run = load(run_dir)
     assert run.state_file == run_dir / "checkpoint-100" / "trainer_state.json" and run.steps == 100
+
+
+def write_state_text(directory, text):
+    """A trainer_state.json as Python's json writes NaN and Infinity: bare NaN, Infinity, -Infinity."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "trainer_state.json").write_text(text, encoding="utf-8")
+    return directory
+
+
+@pytest.mark.parametrize("global_step", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_steps_and_values_are_left_out_of_curves_and_table(tmp_path, global_step):
+    history = [
+        {"loss": 2.0, "step": 10},
+        {"loss": float("nan"), "step": 20},  # the loss diverged
+        {"loss": 1.5, "step": float("inf")},
+        {"loss": float("-inf"), "step": 30},
+        {"loss": 1.0, "step": 40},
+        {"eval_accuracy": 0.5, "eval_loss": float("inf"), "step": 40},
+        {"eval_accuracy": 0.6, "step": float("nan")},
+        {"eval_accuracy": float("nan"), "eval_loss": 0.9, "step": 50},
+        {"train_runtime": float("nan"), "step": 50},
+    ]
+    text = json.dumps({"global_step": 0, "log_history": history})
+    text = text.replace('"global_step": 0', f'"global_step": {global_step}')
+    run_dir = write_state_text(tmp_path / "diverged", text)
+    run = load(run_dir)
+    assert run.steps == 50  # the largest finite step logged
+    assert run.curve(plot_curves.TRAIN_LOSS) == ([10, 40], [2.0, 1.0])
+    assert run.curve(plot_curves.ACCURACY) == ([40], [50.0])
+    assert run.curve(plot_curves.EVAL_LOSS) == ([50], [0.9])
+    row = plot_curves.summarize(run)
+    assert row["final_train_loss"] == 1.0 and row["best_accuracy_pct"] == 50.0 and row["train_runtime_s"] is None
+
+    out = tmp_path / "out"
+    plot_curves.main([str(run_dir), "--output_dir", str(out)])
+    with open(out / "results.csv", encoding="utf-8", newline="") as file:
+        (written,) = csv.DictReader(file)
+    assert written["steps"] == "50" and written["final_train_loss"] == "1.0" and written["train_runtime_s"] == ""
+    assert written["final_eval_loss"] == "0.9" and written["final_accuracy_pct"] == "50.0"
+    (line,) = plot_curves.make_figures([run])["loss.png"].axes[0].get_lines()
+    assert list(line.get_xdata()) == [10, 40]
 
 
 def test_default_names_are_the_directory_names_with_parents_only_where_needed(tmp_path):
@@ -209,6 +270,18 @@ def test_dpi_sets_the_resolution_of_the_figures(tmp_path):
         assert png_size(tmp_path / "sharp" / name) == (pytest.approx(width * 2.5, abs=1), pytest.approx(height * 2.5, abs=1))
 
 
+def test_dpi_above_600_is_refused_in_one_line_before_anything_is_written(tmp_path):
+    span = make_run(tmp_path / "span", span_selection_history(points=6))
+    assert plot_curves.parse_command_line([str(span), "--dpi", "600"]).dpi == 600
+    result = subprocess.run(
+        [sys.executable, ROOT / "plot_curves.py", span, "--dpi", "601", "--output_dir", tmp_path / "out"],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr == "error: argument --dpi: must be at most 600, got 601 (see --help)\n"
+    assert not (tmp_path / "out").exists()
+
+
 def test_best_is_the_highest_metric_and_the_lowest_loss(tmp_path):
     history = span_selection_history(points=5)
     history[3]["eval_exact_match"] = 99.0  # the evaluation at step 20
@@ -259,6 +332,52 @@ def test_a_run_without_usable_logs_fails_with_one_line_and_exit_1(tmp_path, caps
     assert err.count("\n") == 1 and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("blocker, expected", [
+    ("link to input", "results.md: output path is the input file {state}; writing it would destroy it"),
+    ("folder", "results.csv: output path is a directory"),
+    ("link to output", "results.csv: the same file as the output {out}/loss.png: one would overwrite the other"),
+], ids=["an output is a trainer_state.json read", "an output is a folder", "two outputs are one file"])  # fmt: skip
+def test_outputs_are_checked_before_drawing_and_written_all_or_none(tmp_path, monkeypatch, capsys, blocker, expected):
+    run_dir = make_run(tmp_path / "run", span_selection_history())
+    state = run_dir / "trainer_state.json"
+    before = state.read_bytes()
+    out = tmp_path / "out"
+    out.mkdir()
+    if blocker == "link to input":
+        (out / "results.md").symlink_to(state)
+    elif blocker == "folder":
+        (out / "results.csv").mkdir()
+    else:
+        (out / "results.csv").symlink_to(out / "loss.png")
+    monkeypatch.setattr(plot_curves, "draw_figure", lambda *args: pytest.fail("drew a figure before the checks"))
+    monkeypatch.setattr(sys, "argv", ["plot_curves.py", str(run_dir), "--output_dir", str(out)])
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(plot_curves.main)
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == f"error: {out}/" + expected.format(state=state, out=out) + "\n"
+    assert state.read_bytes() == before
+    assert [path.name for path in out.iterdir()] == ["results.md" if blocker == "link to input" else "results.csv"]
+
+
+def test_a_write_that_fails_midway_leaves_no_figure_and_no_table(tmp_path, monkeypatch, capsys):
+    run_dir = make_run(tmp_path / "run", span_selection_history())
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "loss.png").write_bytes(b"the old figure")
+
+    def full_disk(file):
+        raise OSError(28, "No space left on device")
+
+    writers = dict.fromkeys(["results.md", "results.csv"], full_disk)
+    monkeypatch.setattr(plot_curves, "results_writers", lambda rows: writers)
+    monkeypatch.setattr(sys, "argv", ["plot_curves.py", str(run_dir), "--output_dir", str(out)])
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(plot_curves.main)
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == f"error: {out / 'results.md'}: cannot write (No space left on device)\n"
+    assert sorted(os.listdir(out)) == ["loss.png"] and (out / "loss.png").read_bytes() == b"the old figure"
+
+
 def test_a_missing_or_unreadable_font_file_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="--font .*: no such file"):
         plot_curves.find_font("小模型", tmp_path / "missing.ttf")
@@ -277,17 +396,88 @@ def test_font_coverage_is_checked_character_by_character():
     assert plot_curves.find_font("macbert") is None  # the default font draws Latin names
 
 
-def test_a_forced_font_without_the_characters_is_used_with_a_warning(capsys):
+def test_a_forced_font_without_the_characters_is_used_and_the_runs_it_cannot_name_get_numbers():
     assert plot_curves.find_font("小模型", DEJAVU_SANS) == str(DEJAVU_SANS)
-    assert "has no glyph for '小模型'" in capsys.readouterr().err
+    labels, message = plot_curves.legend_names(["小模型", "bert"], str(DEJAVU_SANS), forced=True)
+    assert labels == ["run 1", "bert"]
+    assert message == (
+        f"--font {DEJAVU_SANS} does not draw the characters '小模型' of the run names: the legend calls the runs by "
+        "number (run 1 = '小模型'); to see the names, install a CJK font (`sudo apt install fonts-noto-cjk`) or "
+        "pass --font /path/to/font.ttc"
+    )
 
 
-def test_without_a_font_for_the_names_the_warning_says_how_to_get_one(monkeypatch, capsys):
-    monkeypatch.setattr(plot_curves, "installed_fonts", lambda: [("DejaVu Sans", str(DEJAVU_SANS))])
-    assert plot_curves.find_font("小模型 bert") is None
-    err = capsys.readouterr().err
-    assert err.startswith("warning: no installed font has the characters '小模型'") and "boxes" in err
-    assert "sudo apt install fonts-noto-cjk" in err and "--font" in err
+def make_font(path, family, glyph_of):
+    """A TrueType font file of the given family: `glyph_of` maps character codes to glyph names, each glyph a box."""
+    glyphs = [".notdef", *dict.fromkeys(glyph_of.values())]
+    builder = FontBuilder(1000, isTTF=True)
+    builder.setupGlyphOrder(glyphs)
+    builder.setupCharacterMap(glyph_of)
+    pen = TTGlyphPen(None)
+    pen.moveTo((100, 0))
+    for point in [(100, 700), (900, 700), (900, 0)]:
+        pen.lineTo(point)
+    pen.closePath()
+    box = pen.glyph()
+    builder.setupGlyf({name: box for name in glyphs})
+    builder.setupHorizontalMetrics({name: (1000, 100) for name in glyphs})
+    builder.setupHorizontalHeader(ascent=800, descent=-200)
+    builder.setupNameTable({"familyName": family, "styleName": "Regular"})
+    builder.setupOS2()
+    builder.setupPost()
+    builder.save(str(path))
+    return str(path)
+
+
+def test_a_font_that_draws_every_character_as_one_placeholder_is_never_chosen(tmp_path, monkeypatch):
+    # A font named like the first preferred CJK font that maps every CJK ideograph to one box, like Last Resort.
+    boxes = make_font(tmp_path / "boxes.ttf", "Noto Sans CJK TC", {code: "box" for code in range(0x4E00, 0xA000)})
+    for font in [str(LAST_RESORT), boxes]:
+        assert plot_curves.missing_characters(font, "小模型 小") == "小模型"
+        assert not plot_curves.font_covers(font, "小")  # one character: its glyph is still shared by 20,992
+    fonts = [("Noto Sans CJK TC", boxes), ("Last Resort High-Efficiency", str(LAST_RESORT)),
+             ("DejaVu Sans", str(DEJAVU_SANS))]  # fmt: skip
+    monkeypatch.setattr(plot_curves, "installed_fonts", lambda: fonts)
+    assert plot_curves.find_font("小模型") is None
+    assert plot_curves.find_font("小") is None
+    # A font with a glyph of its own for each character is chosen, though it sorts after Last Resort.
+    real = make_font(tmp_path / "real.ttf", "Tiny CJK", {ord(ch): f"uni{ord(ch):04X}" for ch in "小模型"})
+    monkeypatch.setattr(plot_curves, "installed_fonts", lambda: [*fonts, ("Tiny CJK", real)])
+    assert plot_curves.find_font("小模型 bert") == real  # "bert" in the default font, where the legend falls back
+    assert plot_curves.legend_names(["小模型 bert"], real) == (["小模型 bert"], None)
+    run = load(make_run(tmp_path / "run", span_selection_history()), "小模型 bert")
+    (text,) = plot_curves.make_figures([run], plot_curves.legend_font(real))["f1.png"].axes[0].get_legend().get_texts()
+    assert text.get_text() == "小模型 bert" and font_manager.findfont(text.get_fontproperties()) == real
+
+
+def test_without_a_font_for_chinese_names_the_legend_numbers_the_runs_and_one_line_says_so(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(plot_curves, "installed_fonts", lambda: [
+        ("Last Resort High-Efficiency", str(LAST_RESORT)), ("DejaVu Sans", str(DEJAVU_SANS))])  # fmt: skip
+    monkeypatch.setattr(plot_curves, "default_font", lambda: str(DEJAVU_SANS))
+    drawn, make_figures = {}, plot_curves.make_figures
+    monkeypatch.setattr(plot_curves, "make_figures", lambda *args: drawn.update(make_figures(*args)) or drawn)
+    run_dirs = [make_run(tmp_path / name, span_selection_history()) for name in ["a", "b", "c"]]
+    out = tmp_path / "curves"
+    names = ["小模型 (lr 2e-3)", "tiny", "大模型"]
+    argv = ["plot_curves.py", *map(str, run_dirs), "--names", *names, "--output_dir", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    run_main(plot_curves.main)  # returns: exit status 0
+
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: no installed font draws the characters '小模型大' of the run names: the legend calls the runs by "
+        "number (run 1 = '小模型 (lr 2e-3)', run 3 = '大模型'); to see the names, install a CJK font "
+        "(`sudo apt install fonts-noto-cjk`) or pass --font /path/to/font.ttc"
+    ]
+    assert list(drawn) == ["loss.png", "exact_match.png", "f1.png"]
+    for figure in drawn.values():
+        assert plot_curves.legend_labels(figure) == [["run 1", "tiny", "run 3"]] * len(figure.axes)
+    assert (out / "loss.png").read_bytes().startswith(b"\x89PNG")
+    markdown = (out / "results.md").read_text(encoding="utf-8")
+    assert "| 小模型 (lr 2e-3) | 100 |" in markdown and "| 大模型 | 100 |" in markdown
+    with open(out / "results.csv", encoding="utf-8", newline="") as file:
+        assert [row["run"] for row in csv.DictReader(file)] == names
 
 
 def test_an_installed_cjk_font_is_chosen_for_chinese_names(tmp_path):
