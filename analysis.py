@@ -81,7 +81,7 @@ def answer_metrics(questions: list[dict], prediction) -> dict:
 def metrics_line(metrics: dict) -> str:
     """The answer metrics in one line of the log."""
     return (
-        f"end to end on {metrics['questions']} labelled questions: exact match {metrics['exact_match']:.2f}, "
+        f"answers to {metrics['questions']} labelled questions: exact match {metrics['exact_match']:.2f}, "
         f"F1 {metrics['f1']:.2f} (in [0, 100]); paragraph accuracy {metrics['paragraph_selection_accuracy']:.4f} "
         f"(paragraph selection), {metrics['answer_paragraph_accuracy']:.4f} (paragraph of the answer)"
     )

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-
 # Sequences (pairs or windows) prepared, run and post-processed together: bounds memory to a few tens of MB.
 SEQUENCES_PER_CHUNK = 1024
 # With --overlap, the first chunk is this many batches, and each next one twice the last, up to SEQUENCES_PER_CHUNK:

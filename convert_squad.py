@@ -41,10 +41,17 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from tqdm.auto import tqdm
 
-from adl_data import check_characters, load_context, load_questions, locate_answer, read_json, required_field
+from adl_data import (
+    check_characters,
+    load_context,
+    load_questions,
+    locate_answer,
+    read_json,
+    required_field,
+)
 from cli import ArgumentParser, InputError, bounded_int, one_line, run_main
-from outputs import OutputPlan, json_writer
 from metrics import normalize_answer
+from outputs import OutputPlan, json_writer
 
 NUM_CANDIDATES = 4
 # A question's candidates are one multiple-choice example of N sequences: 1,000 of 512 tokens is already 512,000

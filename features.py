@@ -17,7 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tokens import TokenizedText, candidate_separator_ids, join_tokens, question_token_ids, tokenize_texts
+from tokens import (
+    TokenizedText,
+    candidate_separator_ids,
+    join_tokens,
+    question_token_ids,
+    tokenize_texts,
+)
 
 # The window defaults of training and inference (a checkpoint saves the ones it was trained with: checkpoints.py).
 MAX_SEQ_LENGTH = 512

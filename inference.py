@@ -6,28 +6,30 @@
 
     python inference.py --end_to_end --qa_model DIR [DIR ...] --context_file ... --test_file ... --output_file ...
 
-Both stages reuse the training preprocessing and post-processing of utils_qa.py; decoding.py chooses the answer from
-the models' scores (joint paragraph x span decoding with --top_k_paragraphs, ensembles with several directories after
---mc_model / --qa_model). When the questions carry labels ("relevant" and "answer", as valid.json does), the
-end-to-end metrics are logged and written to <output_file>.metrics.json, and --analysis_dir gets an error analysis
-(analysis.py).
+Both stages reuse the training preprocessing and post-processing (tokens.py, features.py, spans.py); decoding.py
+chooses the answer from the models' scores (joint paragraph x span decoding with --top_k_paragraphs, ensembles with
+several directories after --mc_model / --qa_model). Each checkpoint runs with the window settings it was trained with
+(checkpoints.window_settings) unless a flag says otherwise; with no model named on the command line (as run.sh runs
+it), models/inference.json may say what to run (submission.py). When the questions carry labels ("relevant" and
+"answer", as valid.json does), the answer metrics (what the leaderboard measures) are logged and written to
+<output_file>.metrics.json, and --analysis_dir gets an error analysis (analysis.py).
 
-With --end_to_end there is no paragraph selection: the span-selection model reads each question with all its candidate
-paragraphs joined in file order (adl_data.join_candidates, as run_qa.py --context_mode candidates does), and each
-answer is mapped back to its paragraph and offsets in it, so the CSV, the metrics and the analysis are the same.
+With --end_to_end (the default for span models trained with run_qa.py --context_mode candidates) there is no
+paragraph selection: the span-selection model reads each question with all its candidate paragraphs joined in file
+order (adl_data.join_candidates, as in training), and each answer is mapped back to its paragraph and offsets in it,
+so the CSV, the metrics and the analysis are the same.
 
 Every distinct paragraph is tokenized once per tokenizer and each (question, paragraph) sequence is assembled from the
-pieces. Sequences go through the model a chunk at a time (SEQUENCES_PER_CHUNK), so memory stays bounded however many
-questions and windows there are (with the background threads the first chunks are smaller, so that the model starts at
-once); within a chunk they are sorted by length and each batch is padded to its own longest. A multiple-choice model
-scores each pair on its own (the softmax over candidates does not change which one is highest), so stage 1 needs no
-candidate padding either. On a GPU, a background thread prepares the next batches and another post-processes the
-finished ones while the device computes.
+pieces. Sequences go through the model a chunk at a time (batching.py), so memory stays bounded however many
+questions and windows there are; within a chunk they are sorted by length and each batch is padded to its own
+longest. A multiple-choice model scores each pair on its own (the softmax over candidates does not change which one
+is highest), so paragraph selection needs no candidate padding either. On a GPU, a background thread prepares the
+next batches and another post-processes the finished ones while the device computes. Scores that are not finite
+numbers are refused, with the checkpoint and the number of sequences named.
 
-Output files are checked before any model runs and written at the end through a temporary file: a failed run leaves
-no partial output (adl_data.write_atomically has the rules for links, devices and pipes).
+Every output is checked before any model loads and all are written together at the end (outputs.py): a failed run
+leaves none, and no output lands on a data file, inside a model folder or on another output.
 """
-
 
 import argparse
 import collections
@@ -52,7 +54,14 @@ from checkpoints import (
     trained_settings,
     window_settings,
 )
-from cli import ArgumentParser, InputError, bounded_int, non_negative_int, positive_int, run_main
+from cli import (
+    ArgumentParser,
+    InputError,
+    bounded_int,
+    non_negative_int,
+    positive_int,
+    run_main,
+)
 from decoding import (
     SpanCandidates,
     decode,
@@ -62,9 +71,20 @@ from decoding import (
     top_paragraphs,
 )
 from exports import PairScorer, SpanScorer, exported_forward
-from features import DOC_STRIDE, MAX_QUESTION_LENGTH, MAX_SEQ_LENGTH, PairTemplate, WindowSettings, check_window_fits
-from features import question_windows
-from long_context import has_sparse_attention, keep_block_sparse_attention, question_end_token
+from features import (
+    DOC_STRIDE,
+    MAX_QUESTION_LENGTH,
+    MAX_SEQ_LENGTH,
+    PairTemplate,
+    WindowSettings,
+    check_window_fits,
+    question_windows,
+)
+from long_context import (
+    has_sparse_attention,
+    keep_block_sparse_attention,
+    question_end_token,
+)
 from outputs import OutputPlan, csv_writer, json_writer
 from spans import (
     MAX_ANSWER_LENGTH,
@@ -436,30 +456,30 @@ def predict(args):
         raise InputError(f"{args.test_file}: --analysis_dir needs labelled questions (with 'relevant' and 'answer')")
     span_configs = {path: checkpoint_config(path, SPAN_SELECTION) for path in args.qa_model}
     end_to_end = run_end_to_end(args, span_configs)
-    mc_paths = [] if end_to_end else (args.mc_model or [str(DEFAULT_MC_MODEL)])
+    paragraph_paths = [] if end_to_end else (args.mc_model or [str(DEFAULT_MC_MODEL)])
     if end_to_end and args.top_k_paragraphs not in (None, 1):
         raise InputError("the span-selection models run end to end: --top_k_paragraphs is for the two stages")
     top_k = args.top_k_paragraphs or TOP_K_PARAGRAPHS
-    plan, paths = plan_outputs(args, labelled, mc_paths + args.qa_model)
+    plan, paths = plan_outputs(args, labelled, paragraph_paths + args.qa_model)
     device, dtype = choose_device(args.device)
     overlap = args.overlap == "on" or (args.overlap == "auto" and device.type == "cuda")
 
     start = time.perf_counter()
-    mc_members = load_members(mc_paths, PARAGRAPH_SELECTION, args, device, dtype)
-    qa_members = load_members(args.qa_model, SPAN_SELECTION, args, device, dtype)
+    paragraph_members = load_members(paragraph_paths, PARAGRAPH_SELECTION, args, device, dtype)
+    span_members = load_members(args.qa_model, SPAN_SELECTION, args, device, dtype)
     load_seconds = time.perf_counter() - start
     logger.info(
         f"{len(questions)} questions from {args.test_file}{' (labelled)' if labelled else ''}, {len(context)} "
-        f"paragraphs; device {device}, {dtype}; {len(mc_members)} + {len(qa_members)} models; "
+        f"paragraphs; device {device}, {dtype}; {len(paragraph_members)} + {len(span_members)} models; "
         + ("all candidates joined (end to end)" if end_to_end else f"top {top_k} paragraph(s) decoded")
     )
     if end_to_end:
-        nbest, stages = answers_end_to_end(questions, context, qa_members, args, device, overlap)
+        nbest, stages = answers_end_to_end(questions, context, span_members, args, device, overlap)
         # No paragraph selection: the paragraph the model chooses is that of its answer.
         selected = [best[0].paragraph if best else q["paragraphs"][0] for q, best in zip(questions, nbest)]
     else:
         nbest, selected, stages = answers_in_two_stages(
-            questions, context, mc_members, qa_members, args, top_k, device, overlap
+            questions, context, paragraph_members, span_members, args, top_k, device, overlap
         )
 
     answers = {q["id"]: (best[0].text if best else "") for q, best in zip(questions, nbest)}
@@ -484,14 +504,15 @@ def predict(args):
     return prediction
 
 
-def answers_in_two_stages(questions, context, mc_members, qa_members, args, top_k, device, overlap):
+def answers_in_two_stages(questions, context, paragraph_members, span_members, args, top_k, device, overlap):
     """Paragraph selection, then span selection in the `top_k` most probable paragraphs: the n-best answers of each
     question (decoding.decode), the paragraph each question's paragraph selection chose, and the StageStats."""
     paragraph_tokens = ParagraphTokens(context)
     paragraph_stats, span_stats = StageStats("paragraph selection"), StageStats("span selection")
     start = time.perf_counter()
     scores = [
-        score_paragraphs(questions, paragraph_tokens, m, args, device, paragraph_stats, overlap) for m in mc_members
+        score_paragraphs(questions, paragraph_tokens, m, args, device, paragraph_stats, overlap)
+        for m in paragraph_members
     ]
     log_probs = [paragraph_log_probs([member_scores[q] for member_scores in scores]) for q in range(len(questions))]
     decoded = [top_paragraphs(log_prob, top_k) for log_prob in log_probs]
@@ -500,7 +521,7 @@ def answers_in_two_stages(questions, context, mc_members, qa_members, args, top_
     start = time.perf_counter()
     requests = [(q, questions[q]["paragraphs"][c]) for q in range(len(questions)) for c in decoded[q]]
     spans = [
-        find_spans(questions, requests, paragraph_tokens, m, args, device, span_stats, overlap) for m in qa_members
+        find_spans(questions, requests, paragraph_tokens, m, args, device, span_stats, overlap) for m in span_members
     ]
     merged = [
         merge_span_candidates([member_spans[r] for member_spans in spans], args.n_best_size)
@@ -523,7 +544,7 @@ def answers_in_two_stages(questions, context, mc_members, qa_members, args, top_
     return nbest, [q["paragraphs"][d[0]] for q, d in zip(questions, decoded)], (paragraph_stats, span_stats)
 
 
-def answers_end_to_end(questions, context, qa_members, args, device, overlap):
+def answers_end_to_end(questions, context, span_members, args, device, overlap):
     """Span selection over each question's candidates joined into one text (text len(context) + q of
     CandidateTokens): the n-best answers of each question, each mapped back to its paragraph, and the StageStats.
 
@@ -532,9 +553,7 @@ def answers_end_to_end(questions, context, qa_members, args, device, overlap):
     stats = StageStats("end-to-end span selection")
     start = time.perf_counter()
     requests = [(q, len(context) + q) for q in range(len(questions))]
-    spans = [
-        find_spans(questions, requests, paragraph_tokens, m, args, device, stats, overlap) for m in qa_members
-    ]
+    spans = [find_spans(questions, requests, paragraph_tokens, m, args, device, stats, overlap) for m in span_members]
     nbest = []
     for q, joined in enumerate(paragraph_tokens.joined):
         merged = merge_span_candidates([member_spans[q] for member_spans in spans], args.n_best_size)

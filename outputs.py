@@ -160,10 +160,10 @@ def check_output_folder(folder, inputs=(), input_folders=()) -> Path:
 class OutputPlan:
     """The files one run writes: each checked when it is added (before any model loads), all written together.
 
-        plan = OutputPlan(inputs=[context_file, test_file], input_folders=model_folders)
-        csv_path = plan.add(args.output_file)
-        ...                                   # the run
-        plan.write({csv_path: csv_writer(ids, answers)})
+    plan = OutputPlan(inputs=[context_file, test_file], input_folders=model_folders)
+    csv_path = plan.add(args.output_file)
+    ...                                   # the run
+    plan.write({csv_path: csv_writer(ids, answers)})
     """
 
     def __init__(self, inputs=(), input_folders=()):

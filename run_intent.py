@@ -23,24 +23,30 @@ from transformers import (
 )
 
 from adl_data import load_intent_utterances
+from checkpoints import (
+    INTENT_CLASSIFICATION,
+    checkpoint_to_resume,
+    load_model,
+    load_tokenizer_and_config,
+    record_settings,
+)
 from cli import InputError, run_main
-from checkpoints import INTENT_CLASSIFICATION, checkpoint_to_resume, load_model, load_tokenizer_and_config, record_settings
+from metrics import compute_accuracy
 from training import (
+    CheckedTrainingArguments,
+    ModelArguments,
+    UtteranceDataArguments,
     check_run_outputs,
     dry_run_ends,
-    reported_write_errors,
-    CheckedTrainingArguments,
     evaluate_and_save,
     load_labelled_splits,
-    ModelArguments,
+    reported_write_errors,
     start_run,
     task_label_names,
     tokenize_utterances,
     train_and_save,
-    UtteranceDataArguments,
     write_submission,
 )
-from metrics import compute_accuracy
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Span selection (stage 2): find the answer inside the relevant paragraph (extractive question answering).
+"""Span selection, the second stage: find the answer inside the relevant paragraph (extractive question answering).
 
 A paragraph longer than a window is cut into windows of --max_seq_length tokens overlapping by --doc_stride, so no
 answer is lost; evaluation maps the logits of every window back to text (utils_qa.postprocess_qa_predictions) and
@@ -29,9 +29,23 @@ from transformers import DataCollatorWithPadding, Trainer
 from transformers.trainer_utils import PredictionOutput, speed_metrics
 
 from adl_data import load_context, load_questions, to_squad_examples
+from checkpoints import (
+    SPAN_SELECTION,
+    checkpoint_to_resume,
+    load_model,
+    load_tokenizer_and_config,
+    record_settings,
+)
 from cli import InputError, run_main
+from features import DOC_STRIDE, check_window_fits
+from long_context import (
+    keep_block_sparse_attention,
+    question_end_token,
+    question_global_attention,
+)
+from metrics import compute_qa_metrics
 from outputs import write_predictions_csv
-from checkpoints import SPAN_SELECTION, checkpoint_to_resume, load_model, load_tokenizer_and_config, record_settings
+from spans import MAX_ANSWER_LENGTH, MAX_N_BEST_SIZE, N_BEST_SIZE
 from training import (
     CheckedTrainingArguments,
     ModelArguments,
@@ -46,11 +60,11 @@ from training import (
     start_run,
     train_and_save,
 )
-from features import check_window_fits, DOC_STRIDE
-from long_context import keep_block_sparse_attention, question_end_token, question_global_attention
-from metrics import compute_qa_metrics
-from spans import MAX_ANSWER_LENGTH, MAX_N_BEST_SIZE, N_BEST_SIZE
-from utils_qa import postprocess_qa_predictions, prepare_train_features, prepare_validation_features
+from utils_qa import (
+    postprocess_qa_predictions,
+    prepare_train_features,
+    prepare_validation_features,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Paragraph selection (stage 1) as multiple choice: which of a question's candidate paragraphs holds the answer.
+"""Paragraph selection, the first stage, as multiple choice: which candidate paragraph of a question holds its answer.
 
 Each question is paired with each of its candidate paragraphs; the model scores every pair and is trained with a
 softmax over the candidates of a question. Example (see README.md for the recommended hyperparameters):
@@ -23,9 +23,21 @@ from datasets import Dataset
 from transformers import Trainer
 
 from adl_data import load_context, load_questions, to_multiple_choice_examples
+from checkpoints import (
+    PARAGRAPH_SELECTION,
+    checkpoint_to_resume,
+    load_model,
+    load_tokenizer_and_config,
+    record_settings,
+)
 from cli import InputError, run_main
+from features import (
+    DataCollatorForMultipleChoice,
+    check_window_fits,
+    mask_filler_choices,
+)
+from metrics import compute_accuracy
 from outputs import write_json
-from checkpoints import PARAGRAPH_SELECTION, checkpoint_to_resume, load_model, load_tokenizer_and_config, record_settings
 from training import (
     CheckedTrainingArguments,
     ModelArguments,
@@ -38,8 +50,6 @@ from training import (
     start_run,
     train_and_save,
 )
-from metrics import compute_accuracy
-from features import check_window_fits, DataCollatorForMultipleChoice, mask_filler_choices
 from utils_qa import prepare_multiple_choice_features
 
 logger = logging.getLogger(__name__)

@@ -24,7 +24,6 @@ from adl_data import CANDIDATE_SEPARATOR, join_candidates
 from cli import InputError
 
 
-
 def truncate_questions(questions: list[str], tokenizer, max_question_length: int) -> list[str]:
     """Cuts each question after its first `max_question_length` tokens, with the tokenizer's own call: the reference
     that tests and benchmarks compare question_token_ids with.

@@ -138,7 +138,8 @@ class CheckedTrainingArguments(TrainingArguments):
             raise ValueError(f"--max_steps {self.max_steps}: must be at least 1 (or -1: train --num_train_epochs)")
         if self.max_steps == -1 and not (math.isfinite(self.num_train_epochs) and self.num_train_epochs > 0):
             raise ValueError(
-                f"--num_train_epochs {self.num_train_epochs}: must be above 0 (or give --max_steps), else nothing trains"
+                f"--num_train_epochs {self.num_train_epochs}: must be above 0 (or give --max_steps), else nothing "
+                "trains"
             )
         for strategy, steps in (("eval_strategy", "eval_steps"), ("save_strategy", "save_steps")):
             value = getattr(self, steps)
@@ -475,7 +476,9 @@ def route_flags(scripts: list[str], arguments: list[str]) -> list[list[str]]:
             refused_by.setdefault(name, []).append(script)
     for name, refusing in refused_by.items():
         if len(refusing) == len(scripts):
-            raise InputError(f"{name}: no stage takes this flag ({', '.join(scripts)}; see python {scripts[-1]} --help)")
+            raise InputError(
+                f"{name}: no stage takes this flag ({', '.join(scripts)}; see python {scripts[-1]} --help)"
+            )
     return routed
 
 

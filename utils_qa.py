@@ -28,7 +28,13 @@ from features import (
     window_features,
 )
 from outputs import OutputPlan, json_writer
-from spans import MAX_ANSWER_LENGTH, N_BEST_SIZE, best_spans_of_windows, character_spans, merge_character_spans
+from spans import (
+    MAX_ANSWER_LENGTH,
+    N_BEST_SIZE,
+    best_spans_of_windows,
+    character_spans,
+    merge_character_spans,
+)
 from tokens import question_token_ids, tokenize_texts
 
 logger = logging.getLogger(__name__)

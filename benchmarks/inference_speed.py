@@ -36,7 +36,12 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForMultipleChoice, AutoModelForQuestionAnswering, AutoTokenizer
+from transformers import (
+    AutoConfig,
+    AutoModelForMultipleChoice,
+    AutoModelForQuestionAnswering,
+    AutoTokenizer,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import inference  # noqa: E402

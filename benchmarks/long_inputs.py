@@ -25,12 +25,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoModelForMultipleChoice, AutoModelForQuestionAnswering, AutoTokenizer
+from transformers import (
+    AutoConfig,
+    AutoModelForMultipleChoice,
+    AutoModelForQuestionAnswering,
+    AutoTokenizer,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import inference  # noqa: E402
 from make_tiny_model import make_tiny_model  # noqa: E402
-from utils_qa import postprocess_qa_predictions, prepare_train_features, prepare_validation_features  # noqa: E402
+from utils_qa import (  # noqa: E402
+    postprocess_qa_predictions,
+    prepare_train_features,
+    prepare_validation_features,
+)
 
 QUESTION = "請問在這一段非常長的文章裡面，最後提到的那一件事情是什麼？" * 17  # 510 characters
 

@@ -27,7 +27,12 @@ import numpy as np
 from transformers import AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from adl_data import load_context, load_questions, to_multiple_choice_examples, to_squad_examples  # noqa: E402
+from adl_data import (  # noqa: E402
+    load_context,
+    load_questions,
+    to_multiple_choice_examples,
+    to_squad_examples,
+)
 from make_tiny_model import make_tiny_model  # noqa: E402
 from tokens import truncate_questions  # noqa: E402
 from utils_qa import (  # noqa: E402

@@ -23,7 +23,12 @@ from transformers import AutoTokenizer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from adl_data import load_slot_utterances  # noqa: E402
 from make_tiny_model import make_tiny_model  # noqa: E402
-from run_slot import IGNORED_LABEL, prepare_slot_features, tags_per_word, words_with_pieces  # noqa: E402
+from run_slot import (  # noqa: E402
+    IGNORED_LABEL,
+    prepare_slot_features,
+    tags_per_word,
+    words_with_pieces,
+)
 
 
 def adversarial_predictions(labels, tag_count):

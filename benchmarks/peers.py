@@ -30,12 +30,12 @@ from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import inference  # noqa: E402
+from adl_data import load_context, load_questions, to_squad_examples  # noqa: E402
 from batching import StageStats  # noqa: E402
 from checkpoints import SPAN_SELECTION  # noqa: E402
-from tokens import ParagraphTokens  # noqa: E402
-from adl_data import load_context, load_questions, to_squad_examples  # noqa: E402
 from decoding import decode  # noqa: E402
 from make_tiny_model import make_tiny_model  # noqa: E402
+from tokens import ParagraphTokens  # noqa: E402
 from utils_qa import postprocess_qa_predictions, prepare_validation_features  # noqa: E402
 
 # Runs under --peer_python (transformers 4.x): the question-answering pipeline over the same questions.

@@ -37,11 +37,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from inference_speed import CONFIGS, StandIn, make_checkpoints  # noqa: E402
+
 import batching  # noqa: E402
 import inference  # noqa: E402
 import tokens  # noqa: E402
 from checkpoints import PARAGRAPH_SELECTION  # noqa: E402
-from inference_speed import CONFIGS, StandIn, make_checkpoints  # noqa: E402
 
 
 class InlineExecutor:

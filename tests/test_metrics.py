@@ -1,7 +1,11 @@
 """Exact match and character-level F1 for Chinese answers."""
 
+import subprocess
+import sys
+
 import pytest
 
+from conftest import ROOT
 from metrics import compute_qa_metrics, normalize_answer
 
 
@@ -40,3 +44,11 @@ def test_a_missing_prediction_shares_no_character_with_any_gold_answer():
 
 def test_an_answer_sharing_no_character_with_the_gold_one_gets_no_f1():
     assert compute_qa_metrics({"a": "甲乙"}, {"a": ["丙"]}) == {"exact_match": 0.0, "f1": 0.0}
+
+
+def test_the_metrics_and_the_modules_that_only_compare_strings_import_without_torch():
+    """metrics.py holds no torch: converting SQuAD data or scoring answers does not pay torch's import (seconds)."""
+    code = ("import sys, metrics, analysis, convert_squad, adl_data, outputs, cli; "
+            "sys.exit('torch' in sys.modules)")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
