@@ -125,6 +125,10 @@ def analysed(tiny_base, tmp_path_factory):
     return root, context, questions, answers
 
 
+def read_errors(root):
+    return [json.loads(line) for line in (root / "analysis" / "errors.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
 def normalized(text):
     text = unicodedata.normalize("NFKC", text).lower()
     return "".join(ch for ch in text if not ch.isspace() and not unicodedata.category(ch).startswith("P"))
@@ -158,7 +162,7 @@ def summary_table(summary):
 def test_each_boundary_answer_gets_its_category_in_errors_jsonl(analysed):
     root, context, questions, answers = analysed
     assert answers == {name: case[3] for name, case in CASES.items()}
-    records = [json.loads(line) for line in (root / "analysis" / "errors.jsonl").read_text(encoding="utf-8").splitlines()]
+    records = read_errors(root)
     assert [r["id"] for r in records] == list(CASES)
     assert {r["id"]: r["category"] for r in records} == {name: case[4] for name, case in CASES.items()}
     by_id = {q["id"]: q for q in questions}
@@ -177,7 +181,7 @@ def test_each_boundary_answer_gets_its_category_in_errors_jsonl(analysed):
 
 def test_summary_table_metrics_categories_and_em_f1_agree_with_errors_jsonl(analysed):
     root, _, questions, _ = analysed
-    records = [json.loads(line) for line in (root / "analysis" / "errors.jsonl").read_text(encoding="utf-8").splitlines()]
+    records = read_errors(root)
     counts = collections.Counter(r["category"] for r in records)
     assert counts == {"right": 4, "wrong paragraph": 1, "partial overlap": 2, "wrong span": 4}
 

@@ -322,7 +322,8 @@ def test_paragraph_selection_choice_and_answer_paragraph_are_reported_apart(plan
 # probabilities: candidate 2; the max of probabilities or of logits: candidate 1. The second question has the same
 # numbers with the roles of A and B swapped (其 他 又) and the candidates in another order, so that neither member
 # alone gives both answers.
-ENSEMBLE_QUESTIONS = {"favourite-of-the-first-member": ["標", "另", "次"], "favourite-of-the-second-member": ["他", "又", "其"]}
+ENSEMBLE_QUESTIONS = {"favourite-of-the-first-member": ["標", "另", "次"],
+                      "favourite-of-the-second-member": ["他", "又", "其"]}
 ENSEMBLE_SCORES = {
     "a": {"標": 3.5, "另": -3.5, "次": 3.0, "其": 2.0, "他": 4.0, "又": 3.0},
     "b": {"標": 2.0, "另": 4.0, "次": 3.0, "其": 3.5, "他": -3.5, "又": 3.0},
@@ -392,7 +393,8 @@ def test_span_ensemble_averages_the_members_span_probabilities_not_their_logits(
     models, tokenizer = planted
     root = ensemble_data["root"]
     by_hand = {n: span_log_probs(tokenizer, SPAN_PARAGRAPH, *SPAN_ENSEMBLE_SCORES[n]) for n in ("c", "d")}
-    mean_probability = {span: (math.exp(by_hand["c"][span]) + math.exp(by_hand["d"][span])) / 2 for span in by_hand["c"]}
+    mean_probability = {span: (math.exp(by_hand["c"][span]) + math.exp(by_hand["d"][span])) / 2
+                        for span in by_hand["c"]}
     (start, end), _ = best_span({span: math.log(p) for span, p in mean_probability.items()})
     averaged_logits = {n: ({c: (SPAN_ENSEMBLE_SCORES["c"][i][c] + SPAN_ENSEMBLE_SCORES["d"][i][c]) / 2
                             for c in SPAN_ENSEMBLE_SCORES["c"][i]}) for i, n in enumerate(("start", "end"))}
