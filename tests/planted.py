@@ -8,6 +8,10 @@ a wrong one. These models make the right answer known in advance, so a test can 
   answer "甲...乙" at a chosen place (the second window, a window's edge, beyond --max_answer_length).
 - `save_choice_model`: a BertForMultipleChoice whose score for a (question, paragraph) pair rises with the share of
   its tokens that are the `marker` character, so the candidate with the densest marker wins.
+- `save_marker_choice_model`: a BertForMultipleChoice whose score is a chosen number per marker character, whatever
+  the pair's length: a pair holding the marker 標 (once or several times) scores exactly `marker_scores["標"]`, a pair
+  without any marker 0. So a test can plant any vector of paragraph scores over a question's candidates (one marker
+  kind per candidate), and compute P(paragraph | question) itself.
 
 Both are ordinary checkpoints (config.json, model.safetensors, tokenizer): every loader, export and batch size sees
 them as it would see a fine-tuned model.
@@ -20,6 +24,14 @@ query and key weights, so attention is uniform over the tokens the attention mas
 zero feed-forward weights. The span model has zero value weights too, so each token's final state is its own
 embedding; the choice model's value weights copy the marker dimension into a pair of free dimensions, so the [CLS]
 state holds the share of marker tokens, which the pooler and classifier turn into the score.
+
+`save_marker_choice_model` differs in its attention: the query of every token and the key of each marker token make
+the attention logit of a marker token 50 and of any other 0, so [CLS] attends (all but e^-50) to the marker tokens
+alone, or uniformly to all tokens when there is none. The value weights write marker c's chosen value v(c) into a
+pair of free dimensions (ordinary tokens write 0), so [CLS] receives the mean v of the marker tokens, independent of
+how many other tokens the pair has. LayerNorm, the pooler's tanh and the classifier's factor 10 then give the score
+10 tanh(f(v)), f(x) = x / sqrt(1 + x^2 / 16) (the 32-dimensional LayerNorm of four entries +-sqrt(8) and two +-x);
+v(c) is that function inverted at the wanted score.
 """
 
 import math
@@ -93,6 +105,42 @@ def save_choice_model(tokenizer_dir, output_dir, marker):
     with torch.no_grad():
         layer.attention.self.value.weight[_AGGREGATE[0], feature] = 1.0
         layer.attention.self.value.weight[_AGGREGATE[1], feature] = -1.0
+        for dimension in _AGGREGATE:
+            layer.attention.output.dense.weight[dimension, dimension] = 1.0
+        model.bert.pooler.dense.weight[0, _AGGREGATE[0]] = 1.0
+        model.classifier.weight[0, 0] = 10.0
+    return _save(model, tokenizer, output_dir)
+
+
+MARKER_SCORE_LIMIT = 9.9  # |score| of save_marker_choice_model: 10 tanh(.) with tanh's argument below 4
+_MARKER_ATTENTION = 50.0  # the attention logit of a marker token (others 0): e^-50 of the weight leaks elsewhere
+
+
+def save_marker_choice_model(tokenizer_dir, output_dir, marker_scores):
+    """A paragraph-selection checkpoint scoring a (question, paragraph) pair by marker_scores[c] when the marker
+    characters it holds are all c (one or several tokens), and 0 when it holds none. Scores within +-9.9.
+
+    A pair holding different markers gets 10 tanh(f(mean of their values)) (see the top of this module): not a sum
+    of scores, so plant one kind of marker per candidate, and none in the question."""
+    for character, score in marker_scores.items():
+        if not abs(score) <= MARKER_SCORE_LIMIT:
+            raise ValueError(f"{character!r}: a score within +-{MARKER_SCORE_LIMIT}, got {score}")
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model = BertForMultipleChoice(_config(tokenizer))
+    feature = _planted_embeddings(model, tokenizer, sorted(marker_scores))
+    layer = model.bert.encoder.layer[0]
+    scale = _LAYERNORM_SCALE
+    with torch.no_grad():
+        # Every token's query is `scale` in dimension 0 (all embeddings have +1 there); a marker's key is
+        # key_weight * scale in dimension 0, so the attention logit is scale^2 * key_weight / sqrt(HIDDEN_SIZE).
+        layer.attention.self.query.weight[0, 0] = 1.0
+        key_weight = _MARKER_ATTENTION * math.sqrt(HIDDEN_SIZE) / scale**2
+        for character, score in marker_scores.items():
+            layer.attention.self.key.weight[0, feature[character]] = key_weight
+            target = math.atanh(score / 10.0)  # the pooler's input wanted: f(x)
+            x = target / math.sqrt(1.0 - target**2 / 16.0)  # f inverted
+            layer.attention.self.value.weight[_AGGREGATE[0], feature[character]] = x / scale
+            layer.attention.self.value.weight[_AGGREGATE[1], feature[character]] = -x / scale
         for dimension in _AGGREGATE:
             layer.attention.output.dense.weight[dimension, dimension] = 1.0
         model.bert.pooler.dense.weight[0, _AGGREGATE[0]] = 1.0

@@ -353,7 +353,7 @@ def bert_run(tiny_base, tmp_path_factory):
         "train.sh", "--data_dir", data, "--models", tiny_base, "--from_scratch", "--end_to_end",
         "--output_root", root / "outputs", "--max_train_samples", "16", "--span_flags", " ".join(WINDOWS),
         "--", "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2", "--per_device_train_batch_size", "8",
-        "--disable_tqdm", "true",
+        "--disable_tqdm", "true", env={"PYTHON": sys.executable},  # not whatever `python` is first on PATH
     )  # fmt: skip
     return root / "outputs" / f"{tiny_base.name}-scratch" / "end-to-end", data, result
 
@@ -374,11 +374,11 @@ def test_train_sh_end_to_end_trains_one_model_over_the_joined_candidates_and_plo
 
 def test_train_sh_end_to_end_refuses_paragraph_flags(tiny_base):
     result = run_script("train.sh", "--data_dir", SAMPLES, "--models", tiny_base, "--end_to_end",
-                        "--paragraph_flags", "--seed 1", check=False)  # fmt: skip
+                        "--paragraph_flags", "--seed 1", check=False, env={"PYTHON": sys.executable})  # fmt: skip
     assert result.returncode == 2
     assert "error: --task qa --end_to_end has no paragraph-selection stage (its stages: end-to-end)" in result.stderr
     result = run_script("train.sh", "--task", "intent-slot", "--data_dir", SAMPLES, "--models", tiny_base, "--end_to_end",
-                        check=False)  # fmt: skip
+                        check=False, env={"PYTHON": sys.executable})  # fmt: skip
     assert result.returncode == 2 and "error: --end_to_end is for --task qa" in result.stderr
 
 

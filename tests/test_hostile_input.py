@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import tracemalloc
 from types import SimpleNamespace
 
@@ -257,37 +256,108 @@ def test_a_paragraph_index_of_hundreds_of_digits_is_shown_short(models, tmp_path
     assert "paragraph index 77777777... (300 digits) is out of range" in lines[-1]
 
 
-@pytest.fixture(scope="module")
-def slow_test(tmp_path_factory):
-    """Enough questions (the sample 30 times) for a run to take several seconds with the planted models."""
-    questions = read_json(SAMPLES / "test.json")
-    repeated = [{**q, "id": f"{q['id']}-{r}"} for r in range(30) for q in questions]
-    return write_json(tmp_path_factory.mktemp("slow") / "test.json", repeated)
+# inference.py as its command line runs it, with one step made to say so on stderr and then sleep: "forward", each
+# forward pass of a BERT model (both stages); "rename", the renaming of a complete temporary output file into place
+# (os.replace, from a file named .pred.csv.* or .errors.jsonl.*...). The signal is sent once the step has begun,
+# when the run cannot finish by itself, so the test does not depend on how fast the machine is.
+SLOW_INFERENCE = """
+import os, runpy, sys, time
+import transformers.models.bert.modeling_bert as bert
+
+step, script, arguments = sys.argv[1], sys.argv[2], sys.argv[3:]
 
 
+def announce_and_sleep():
+    print(f"{step} began", file=sys.stderr, flush=True)
+    time.sleep(300)
+
+
+if step == "forward":
+    forward = bert.BertModel.forward
+
+    def slow_forward(self, *args, **kwargs):
+        output = forward(self, *args, **kwargs)
+        announce_and_sleep()
+        return output
+
+    bert.BertModel.forward = slow_forward
+else:
+    replace = os.replace
+
+    def slow_replace(source, destination, *args, **kwargs):
+        if os.path.basename(str(source)).startswith(".pred.csv."):
+            assert os.path.getsize(source) > 0
+            announce_and_sleep()
+        return replace(source, destination, *args, **kwargs)
+
+    os.replace = slow_replace
+sys.path.insert(0, os.path.dirname(script))
+sys.argv = [script, *arguments]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("step", ["forward", "rename"])
 @pytest.mark.parametrize("signal_number,code,message", [
     (signal.SIGINT, 130, "error: interrupted (Ctrl-C); no output was written"),
     (signal.SIGTERM, 143, "error: terminated (SIGTERM); no output was written"),
 ])
-def test_ctrl_c_or_sigterm_midway_ends_with_one_line_and_leaves_nothing(models, slow_test, tmp_path, signal_number,
-                                                                          code, message):
-    output = tmp_path / "pred.csv"
+def test_ctrl_c_or_sigterm_midway_ends_with_one_line_and_leaves_nothing(models, small_test, tmp_path, signal_number,
+                                                                          code, message, step):
+    """While the models run, or while the complete CSV is being renamed into place (its temporary file written): one
+    line, the shell's status, and no file or folder left, the temporary file included."""
+    output = tmp_path / "out" / "pred.csv"  # a missing folder: created only by a run that succeeds
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "inference.py"), *infer_args(models, output, slow_test)],
+        [sys.executable, "-c", SLOW_INFERENCE, step, str(ROOT / "inference.py"),
+         *infer_args(models, output, small_test, "--overlap", "off")],
         env={**os.environ, "HF_HUB_OFFLINE": "1"}, stderr=subprocess.PIPE, text=True,
     )
     lines = []
-    for line in process.stderr:  # wait until the models run
-        lines.append(line)
-        if "Loaded the span-selection model" in line:
-            time.sleep(0.5)
-            process.send_signal(signal_number)
-            break
-    lines += process.stderr.readlines()
-    assert process.wait(timeout=120) == code
-    assert "Traceback" not in "".join(lines)
+    try:
+        for line in process.stderr:  # wait until the step has begun
+            lines.append(line)
+            if line.strip() == f"{step} began":
+                if step == "rename":
+                    assert [p.name for p in (tmp_path / "out").iterdir()][0].startswith(".pred.csv.")
+                process.send_signal(signal_number)
+                break
+        lines += process.stderr.readlines()
+        assert process.wait(timeout=60) == code, "".join(lines)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert f"{step} began\n" in lines and "Traceback" not in "".join(lines)
     assert lines[-1].strip() == message
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert [p for p in tmp_path.rglob("*") if not p.is_dir()] == []
+    if step == "forward":
+        assert list(tmp_path.iterdir()) == []
+    # (interrupted while renaming, the run leaves the empty folder it made: see the xfail test below)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "real bug: inference.predict writes pred.csv, then the metrics JSON, then errors.jsonl and summary.md, each "
+    "renamed into place on its own; interrupted (Ctrl-C, SIGTERM, or a failed write) after the first, the run "
+    "leaves the CSV and metrics (and errors.jsonl) while its last line says 'no output was written', against SPEC "
+    "'A run's outputs land together or not at all'; interrupted at the CSV, it leaves the missing parent folder it "
+    "created (docs/inference.md: 'a run that fails creates none')"))
+@pytest.mark.parametrize("interrupted", [".pred.csv.", ".errors.jsonl.", ".summary.md."])
+def test_a_run_interrupted_while_writing_its_outputs_leaves_none_of_them(models, tmp_path, monkeypatch, capsys,
+                                                                        interrupted):
+    """Ctrl-C arriving as the temporary file of one output is renamed into place (the others written or not)."""
+    valid = write_json(tmp_path / "valid.json", read_json(SAMPLES / "valid.json")[:3])
+    replace = os.replace
+
+    def interrupting_replace(source, destination, *args, **kwargs):
+        if os.path.basename(str(source)).startswith(interrupted):
+            raise KeyboardInterrupt
+        return replace(source, destination, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", interrupting_replace)
+    run = tmp_path / "run"
+    lines = expect_error(capsys, infer_args(models, run / "out" / "pred.csv", valid, "--analysis_dir",
+                                            run / "analysis"), code=130)
+    assert lines[-1] == "error: interrupted (Ctrl-C); no output was written"
+    assert sorted(str(p.relative_to(run)) for p in run.rglob("*")) == []
 
 
 def test_run_sh_with_an_interpreter_lacking_the_requirements(tmp_path):

@@ -128,6 +128,33 @@ def test_a_checkpoint_evaluates_with_its_own_labels(trained, data_dir, tmp_path,
     assert again["eval_entity_f1"] == pytest.approx(before["eval_entity_f1"])
 
 
+@pytest.mark.parametrize("task,script,column", [("intent", run_intent, "intent"), ("slot", run_slot, "tags")])
+def test_a_saved_checkpoint_predicts_alone_with_the_training_files_label_names(trained, data_dir, tmp_path,
+                                                                             monkeypatch, task, script, column):
+    """--do_predict only, from the folder train.sh trained into (no --train_file): pred.csv has every test
+    utterance in order, labels that are names of the training file (tags: one per word), and exactly the rows the
+    training run predicted with the same model."""
+    _, runs, _ = trained
+    test = data_dir / task / "test.json"
+    monkeypatch.setattr("sys.argv", [f"run_{task}.py", "--model_name_or_path", str(runs / task), "--do_predict",
+                                     "--test_file", str(test), "--max_seq_length", "32", "--output_dir",
+                                     str(tmp_path), "--report_to", "none"])  # fmt: skip
+    script.main()
+    rows = predictions(tmp_path)
+    assert rows[0] == ["id", column] and [row[0] for row in rows[1:]] == [record["id"] for record in read_json(test)]
+    training = read_json(data_dir / task / "train.json")
+    if task == "intent":
+        names = {record["intent"] for record in training}
+        assert {row[1] for row in rows[1:]} <= names
+    else:
+        names = {tag for record in training for tag in record["tags"]}
+        words = [row[1].split(" ") for row in rows[1:]]
+        assert [len(tags) for tags in words] == [len(record["tokens"]) for record in read_json(test)]
+        assert {tag for tags in words for tag in tags} <= names
+    assert rows == predictions(runs / task)
+    assert len({row[1] for row in rows[1:]}) > 1  # not one label for every utterance
+
+
 # --- Bad input ------------------------------------------------------------------------------------------------------
 
 
