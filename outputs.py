@@ -22,6 +22,7 @@ for all of them (docs/output-files.md states them for users):
 import csv
 import json
 import os
+import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -191,6 +192,11 @@ class OutputPlan:
         """Writes the outputs together (rule 3): each writer(file) gets an open text file (UTF-8, no newline
         translation), or a binary one for a writer made by `binary`, for its destination (one add() returned).
 
+        Every regular output is written to a temporary file first; pipes and devices are written into once those are
+        complete; then the temporary files are renamed over their destinations. A rename that fails or is
+        interrupted (Ctrl-C between two renames) undoes those already done, each old file put back from a hard link
+        made before it was replaced.
+
         Args:
             writers: {destination: writer}.
 
@@ -202,7 +208,7 @@ class OutputPlan:
             raise ValueError(f"outputs written without being planned: {unplanned}")
         regular = {path: write for path, write in writers.items() if not path.exists() or path.is_file()}
         special = {path: write for path, write in writers.items() if path not in regular}
-        temporaries, created_folders = {}, []
+        temporaries, created_folders, landed = {}, [], []  # landed: (destination, hard link to its old file or None)
         current = None
         try:
             for path, write in regular.items():
@@ -221,22 +227,48 @@ class OutputPlan:
                     write(file)
             for path, temporary in temporaries.items():
                 current = path
+                backup = f"{temporary}.old" if path.exists() else None
+                if backup is not None:
+                    _keep_old(path, backup)
+                landed.append((path, backup))
                 os.replace(temporary, path)
-            temporaries.clear()
             created_folders.clear()
-        except OSError as error:
-            raise InputError(f"{self.destinations[current]}: cannot write ({error.strerror or error})") from None
+        except BaseException as error:
+            for path, backup in reversed(landed):
+                if backup is not None:
+                    os.replace(backup, path)
+                else:
+                    _remove(path)
+            landed.clear()
+            if isinstance(error, OSError):
+                raise InputError(f"{self.destinations[current]}: cannot write ({error.strerror or error})") from None
+            raise
         finally:
             for temporary in temporaries.values():
-                try:
-                    os.unlink(temporary)
-                except OSError:
-                    pass
+                _remove(temporary)
+            for _, backup in landed:
+                if backup is not None:
+                    _remove(backup)
             for folder in reversed(created_folders):
                 try:
                     folder.rmdir()
                 except OSError:
                     pass
+
+
+def _keep_old(path, backup):
+    """A second name for the old file, to put it back: a hard link, or a copy where the file system has none."""
+    try:
+        os.link(path, backup)
+    except OSError:
+        shutil.copy2(path, backup)
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def binary(write):

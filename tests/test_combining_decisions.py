@@ -15,11 +15,12 @@ import math
 import random
 
 import pytest
-from transformers import AutoTokenizer
-
-import inference
+import torch
 from conftest import read_json, write_json
 from planted import save_marker_choice_model, save_span_model
+from transformers import AutoModelForMultipleChoice, AutoTokenizer
+
+import inference
 
 ORDINARY = "天地玄黃宇宙洪荒日月盈昃辰宿列張寒來暑往秋收冬藏閏餘成歲律呂調陽雲騰致雨露結為霜金生麗水玉出崑岡劍號巨闕珠稱夜光果珍李柰菜重芥薑海鹹"
 QUESTION = "問題"
@@ -220,9 +221,7 @@ def expected_top_k(top_k_data, tokenizer, top_k):
 
 def test_the_marker_choice_model_scores_each_pair_by_its_marker_whatever_its_length(planted, tmp_path):
     models, tokenizer = planted
-    model = inference.AutoModelForMultipleChoice.from_pretrained(models["mc"]).eval()
-    import torch
-
+    model = AutoModelForMultipleChoice.from_pretrained(models["mc"]).eval()
     texts = ["天地標", "標" + ORDINARY * 3, "天另地", "次", "天地玄黃", "標標天標"]
     pairs = tokenizer([QUESTION] * len(texts), texts, padding=True, return_tensors="pt")
     with torch.no_grad():

@@ -12,7 +12,7 @@ import pytest
 
 import inference
 import run_qa
-from adl_data import run_main
+from cli import run_main
 from conftest import ROOT, SAMPLES, read_json, write_json
 from planted import save_choice_model, save_span_model
 

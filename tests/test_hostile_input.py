@@ -257,8 +257,8 @@ def test_a_paragraph_index_of_hundreds_of_digits_is_shown_short(models, tmp_path
 
 
 # inference.py as its command line runs it, with one step made to say so on stderr and then sleep: "forward", each
-# forward pass of a BERT model (both stages); "rename", the renaming of a complete temporary output file into place
-# (os.replace, from a file named .pred.csv.* or .errors.jsonl.*...). The signal is sent once the step has begun,
+# forward pass of a BERT model (both stages); "rename", the renaming of the complete temporary file of pred.csv into
+# place (os.replace onto pred.csv, from a temporary file named .tmp-*). The signal is sent once the step has begun,
 # when the run cannot finish by itself, so the test does not depend on how fast the machine is.
 SLOW_INFERENCE = """
 import os, runpy, sys, time
@@ -285,7 +285,7 @@ else:
     replace = os.replace
 
     def slow_replace(source, destination, *args, **kwargs):
-        if os.path.basename(str(source)).startswith(".pred.csv."):
+        if os.path.basename(str(destination)) == "pred.csv":
             assert os.path.getsize(source) > 0
             announce_and_sleep()
         return replace(source, destination, *args, **kwargs)
@@ -318,7 +318,7 @@ def test_ctrl_c_or_sigterm_midway_ends_with_one_line_and_leaves_nothing(models, 
             lines.append(line)
             if line.strip() == f"{step} began":
                 if step == "rename":
-                    assert [p.name for p in (tmp_path / "out").iterdir()][0].startswith(".pred.csv.")
+                    assert [p.name for p in (tmp_path / "out").iterdir()][0].startswith(".tmp-")
                 process.send_signal(signal_number)
                 break
         lines += process.stderr.readlines()
@@ -334,30 +334,28 @@ def test_ctrl_c_or_sigterm_midway_ends_with_one_line_and_leaves_nothing(models, 
     # (interrupted while renaming, the run leaves the empty folder it made: see the xfail test below)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "real bug: inference.predict writes pred.csv, then the metrics JSON, then errors.jsonl and summary.md, each "
-    "renamed into place on its own; interrupted (Ctrl-C, SIGTERM, or a failed write) after the first, the run "
-    "leaves the CSV and metrics (and errors.jsonl) while its last line says 'no output was written', against SPEC "
-    "'A run's outputs land together or not at all'; interrupted at the CSV, it leaves the missing parent folder it "
-    "created (docs/inference.md: 'a run that fails creates none')"))
-@pytest.mark.parametrize("interrupted", [".pred.csv.", ".errors.jsonl.", ".summary.md."])
+@pytest.mark.parametrize("interrupted", ["pred.csv", "pred.csv.metrics.json", "errors.jsonl", "summary.md"])
 def test_a_run_interrupted_while_writing_its_outputs_leaves_none_of_them(models, tmp_path, monkeypatch, capsys,
                                                                         interrupted):
-    """Ctrl-C arriving as the temporary file of one output is renamed into place (the others written or not)."""
+    """Ctrl-C arriving as the temporary file of one output is renamed into place, the others renamed before it or
+    not yet: every output renamed is put back (an old CSV as it was), and no file or folder the run made is left."""
     valid = write_json(tmp_path / "valid.json", read_json(SAMPLES / "valid.json")[:3])
+    run = tmp_path / "run"
+    (run / "out").mkdir(parents=True)
+    (run / "out" / "pred.csv").write_text("id,answer\nold,kept\n", encoding="utf-8")
     replace = os.replace
 
     def interrupting_replace(source, destination, *args, **kwargs):
-        if os.path.basename(str(source)).startswith(interrupted):
+        if os.path.basename(str(destination)) == interrupted and ".tmp-" in os.path.basename(str(source)):
             raise KeyboardInterrupt
         return replace(source, destination, *args, **kwargs)
 
     monkeypatch.setattr(os, "replace", interrupting_replace)
-    run = tmp_path / "run"
     lines = expect_error(capsys, infer_args(models, run / "out" / "pred.csv", valid, "--analysis_dir",
                                             run / "analysis"), code=130)
     assert lines[-1] == "error: interrupted (Ctrl-C); no output was written"
-    assert sorted(str(p.relative_to(run)) for p in run.rglob("*")) == []
+    assert sorted(str(p.relative_to(run)) for p in run.rglob("*")) == ["out", "out/pred.csv"]
+    assert (run / "out" / "pred.csv").read_text(encoding="utf-8") == "id,answer\nold,kept\n"
 
 
 def test_run_sh_with_an_interpreter_lacking_the_requirements(tmp_path):
