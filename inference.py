@@ -279,9 +279,9 @@ def load_members(paths, stage, args, device, dtype):
     for path in paths:
         settings = window_settings(path, checkpoint_config(path, stage), given)
         tokenizer, model = load_checkpoint(path, stage, settings.max_seq_length)
-        problem = check_window_fits(
-            tokenizer, settings.max_seq_length, settings.max_question_length, settings.doc_stride
-        )
+        # Paragraph selection cuts a paragraph to fit one sequence: no stride.
+        stride = settings.doc_stride if stage is SPAN_SELECTION else 0
+        problem = check_window_fits(tokenizer, settings.max_seq_length, settings.max_question_length, stride)
         if problem:
             raise InputError(f"{path}: {problem}")
         if args.export != "none" and has_sparse_attention(model):

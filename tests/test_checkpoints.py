@@ -94,6 +94,19 @@ def test_a_span_model_runs_with_the_window_it_was_trained_with(models, long_data
                           "--doc_stride", 128, "--max_question_length", 96, test=test, context=context)
 
 
+def test_short_windows_trained_in_both_stages_run_with_no_flag(models, tmp_path):
+    """Paragraph selection trained at 128 tokens saves no stride (it has none): its window is not checked against
+    the default stride of 128, which would leave no room (a first version refused it)."""
+    mc = with_config(models["mc"], tmp_path / "mc", trained_with={"stage": "paragraph-selection", "max_seq_length": 128,
+                                                                  "max_question_length": 32})
+    qa = with_config(models["qa"], tmp_path / "qa", trained_with={"stage": "span-selection", "max_seq_length": 128,
+                                                                  "doc_stride": 32, "max_question_length": 32})
+    test = write_json(tmp_path / "test.json", SMALL_TEST)
+    answers = infer(mc, qa, tmp_path / "pred.csv", test=test)
+    assert answers == infer(mc, qa, tmp_path / "flags.csv", "--max_seq_length", 128, "--doc_stride", 32,
+                            "--max_question_length", 32, test=test)
+
+
 def test_each_ensemble_member_keeps_its_own_window(models, long_data, tmp_path):
     """Two span models trained at different windows, in one ensemble: each reads with its own. The ensemble of a
     256-window copy and a 512-window copy of the same weights differs from both copies at 512."""
