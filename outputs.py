@@ -147,8 +147,16 @@ def check_output_folder(folder, inputs=(), input_folders=()) -> Path:
     existing = path
     while not existing.exists():
         existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise InputError(f"{folder}: --output_dir cannot be created or written ({existing} is not a writable folder)")
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError()
+        handle, probe = tempfile.mkstemp(dir=existing, prefix=TEMPORARY_PREFIX, suffix=".probe")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError:
+        raise InputError(
+            f"{folder}: --output_dir cannot be created or written ({existing} is not a writable folder)"
+        ) from None
     limit = _name_limit(existing)
     too_long = [part for part in path.relative_to(existing).parts if len(os.fsencode(part)) > limit]
     if too_long:

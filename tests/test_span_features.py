@@ -364,8 +364,9 @@ def test_version_2_null_answers_win_when_the_null_score_beats_the_best_span_by_m
                                          max_answer_length=3, output_dir=str(tmp_path))
     # null: 12 - 5 > 0; span: 0.5 - 5; close: min(5.5, 6) - 5 = 0.5 > 0 (the default threshold); nothing: no span.
     assert answers == {"null": "", "span": "景宗", "close": "", "nothing": ""}
+    # "nothing" has no span at all: its difference is infinite, which strict JSON writes as null.
     odds = json.loads((tmp_path / "null_odds.json").read_text(encoding="utf-8"))
-    assert odds == {"null": 7.0, "span": -4.5, "close": 0.5, "nothing": float("inf")}
+    assert odds == {"null": 7.0, "span": -4.5, "close": 0.5, "nothing": None}
     nbest = json.loads((tmp_path / "nbest_predictions.json").read_text(encoding="utf-8"))
     # The null answer takes its place by score among the spans (5, 4, 3, 2, 2, 1): first in null, last in span.
     null_probability = np.exp(12.0) / sum(np.exp(c["score"]) for c in nbest["null"])
