@@ -23,8 +23,10 @@ import random
 import re
 import stat
 from bisect import bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cli import InputError, short_number
 
@@ -62,8 +64,15 @@ def read_input_bytes(path) -> bytes:
     return raw
 
 
-def read_json(path):
-    """Parses a UTF-8 JSON file (read_input_bytes), turning every way it can be unreadable into an InputError."""
+def read_json(path: str | Path) -> Any:
+    """Parses a UTF-8 JSON file (read_input_bytes), turning every way it can be unreadable into an InputError.
+
+    Args:
+        path: the file the user named.
+
+    Returns:
+        The parsed value.
+    """
     path = Path(path)
     raw = read_input_bytes(path)
     try:
@@ -82,8 +91,15 @@ def read_json(path):
         raise InputError(f"{path}: not valid input ({error})") from None
 
 
-def load_context(path):
-    """Returns the list of paragraphs of context.json."""
+def load_context(path: str | Path) -> list[str]:
+    """The paragraphs of context.json, checked: a non-empty list of strings, none of them blank (check_characters).
+
+    Args:
+        path: context.json.
+
+    Returns:
+        The paragraphs, in file order (the records refer to them by index).
+    """
     paragraphs = read_json(path)
     if not isinstance(paragraphs, list):
         raise InputError(f"{path}: expected a JSON list of paragraph strings, found {_json_type(paragraphs)}")
@@ -101,24 +117,43 @@ def load_context(path):
 _UNWRITABLE = re.compile("[\ud800-\udfff\x00]")
 
 
-def check_characters(text, where):
+def check_characters(text: str, where: str) -> None:
     """Refuses the characters no writer or reader of the outputs handles: lone UTF-16 surrogates (JSON escapes such
-    as \\ud800 that are not a pair; they cannot be written as UTF-8) and NUL (U+0000)."""
+    as \\ud800 that are not a pair; they cannot be written as UTF-8) and NUL (U+0000).
+
+    Args:
+        text: a text read from an input file.
+        where: the file, record and field, for the message.
+    """
     found = _UNWRITABLE.search(text)
     if found:
         raise InputError(f"{where}: character {found.start()} is {ascii(found.group())}, which no text can hold")
 
 
-def load_questions(path, context, need_relevant=False, need_answer=False, labels_if_present=False):
-    """Returns the validated question records of a train/valid/test file.
+def load_questions(
+    path: str | Path,
+    context: list[str],
+    need_relevant: bool = False,
+    need_answer: bool = False,
+    labels_if_present: bool = False,
+) -> list[dict]:
+    """The validated question records of a train/valid/test file.
 
-    `need_relevant` requires the "relevant" field (paragraph selection labels, or span selection on the gold
-    paragraph); `need_answer` requires "relevant" and "answer". Fields a use does not need are not read, so a
-    valid.json works as a test file. With `labels_if_present`, "relevant" and "answer" are read and checked when every
-    record has both (a labelled file, for end-to-end evaluation), and ignored otherwise. An answer whose `start` is
-    off is repaired, with a warning, when its text occurs exactly once in the paragraph; otherwise it is an error.
+    Fields a use does not need are not read, so a valid.json works as a test file. An answer whose `start` is off is
+    repaired, with a warning, when its text occurs exactly once in the paragraph; otherwise it is an error.
 
-    Each record returned is a new dict with exactly the fields that were asked for.
+    Args:
+        path: the question file.
+        context: the paragraphs (load_context) that the records' indices refer to.
+        need_relevant: require the "relevant" field (paragraph selection labels, or span selection on the gold
+            paragraph).
+        need_answer: require "relevant" and "answer".
+        labels_if_present: read and check "relevant" and "answer" when every record has both (a labelled file, for
+            end-to-end evaluation), and ignore them otherwise.
+
+    Returns:
+        One new dict per record, with exactly the fields that were asked for: "id", "question", "paragraphs", and
+        "relevant" and "answer" ({"text", "start"}) when needed.
     """
     records = _read_list(path, "questions")
     if labels_if_present and all(isinstance(r, dict) and "relevant" in r and "answer" in r for r in records):
@@ -182,10 +217,17 @@ def _records_with_ids(path, records):
         yield record_id, record, where
 
 
-def load_intent_utterances(path, need_intent=False):
-    """Returns the validated {"id", "text"} records of an intent file, with "intent" when `need_intent`.
+def load_intent_utterances(path: str | Path, need_intent: bool = False) -> list[dict[str, str]]:
+    """The validated records of an intent file.
 
     A text without any visible character is an error: there is nothing to classify.
+
+    Args:
+        path: the intent file.
+        need_intent: require each record's "intent" (a training or validation file).
+
+    Returns:
+        One new {"id", "text"} dict per record, with "intent" when `need_intent`.
     """
     utterances = []
     for utterance_id, record, where in _records_with_ids(path, _read_list(path, "utterances")):
@@ -203,12 +245,19 @@ def load_intent_utterances(path, need_intent=False):
     return utterances
 
 
-def load_slot_utterances(path, need_tags=False):
-    """Returns the validated {"id", "tokens"} records of a slot file, with "tags" when `need_tags`.
+def load_slot_utterances(path: str | Path, need_tags: bool = False) -> list[dict]:
+    """The validated records of a slot file.
 
     `tokens` is the utterance cut into words, and gets one predicted tag per word. A single blank word ("" occurs in
     the course data) is kept: it is a word of the utterance like any other. An utterance without any visible
     character is an error. `tags` must have one BIO tag (O, B-TYPE or I-TYPE) per token.
+
+    Args:
+        path: the slot file.
+        need_tags: require each record's "tags" (a training or validation file).
+
+    Returns:
+        One new {"id", "tokens"} dict per record, with "tags" when `need_tags`.
     """
     utterances = []
     for utterance_id, record, where in _records_with_ids(path, _read_list(path, "utterances")):
@@ -242,11 +291,18 @@ def _is_bio_tag(tag):
     return tag == "O" or (tag[:2] in ("B-", "I-") and bool(tag[2:].strip()))
 
 
-def check_known_labels(path, records, field, label_names, label_source):
+def check_known_labels(
+    path: str | Path, records: list[dict], field: str, label_names: Iterable[str], label_source: str
+) -> None:
     """Raises an InputError naming the first record of `path` whose `field` (a label, or a list of them) holds a label
-    outside `label_names`, the labels a model predicts (those of `label_source`: a training file or a model).
+    outside `label_names`, the labels a model predicts.
 
-    `records` are those load_*_utterances returned for `path`, or their first N: record i is the file's record i.
+    Args:
+        path: the file the records come from (for the message).
+        records: those load_*_utterances returned for `path`, or their first N: record i is the file's record i.
+        field: the field that holds a record's label or its list of labels ("intent", "tags").
+        label_names: the labels the model predicts.
+        label_source: where they come from, for the message: a training file or a model.
     """
     known = set(label_names)
     for index, record in enumerate(records):
@@ -287,13 +343,21 @@ def _checked_answer(record, paragraph, where):
     )
 
 
-def locate_answer(paragraph, text, start):
-    """Where the answer `text`, said to start at `start`, is in `paragraph`: returns (start or None, occurrences).
+def locate_answer(paragraph: str, text: str, start: int) -> tuple[int | None, list[int]]:
+    """Where the answer `text`, said to start at `start`, is in `paragraph`.
 
     The start is `start` itself when the text is there, else the text's only occurrence (a repair); None when the text
-    occurs nowhere or several times (no way to tell which one is meant). `occurrences` lists every offset of the text
-    when `start` was wrong (empty when it was right or the text is absent). Callers decide what a failure means:
+    occurs nowhere or several times (no way to tell which one is meant). Callers decide what a failure means:
     load_questions raises InputError, convert_squad.py drops the question and counts it.
+
+    Args:
+        paragraph: the paragraph's text.
+        text: the answer's text.
+        start: the character offset the data gives.
+
+    Returns:
+        (start or None, occurrences): `occurrences` lists every offset of the text when `start` was wrong (empty when
+        it was right or the text is absent).
     """
     if start >= 0 and paragraph.startswith(text, start):
         return start, []
@@ -309,8 +373,18 @@ def _find_all(text, sub):
     return positions
 
 
-def required_field(record, name, expected_type, where):
-    """record[name], checked to be of `expected_type`; an InputError naming `where` and the field otherwise."""
+def required_field(record: dict, name: str, expected_type: type, where: str) -> Any:
+    """record[name], checked to be of `expected_type`; an InputError naming `where` and the field otherwise.
+
+    Args:
+        record: a JSON object of an input file.
+        name: the field.
+        expected_type: str, int, list or dict (a JSON true or false is not an int).
+        where: the file and record, for the message.
+
+    Returns:
+        The field's value.
+    """
     if name not in record:
         raise InputError(f"{where}: field '{name}': missing")
     value = record[name]
@@ -345,9 +419,17 @@ def _json_type(value):
     return {list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
 
 
-def to_multiple_choice_examples(questions, context):
+def to_multiple_choice_examples(questions: list[dict], context: list[str]) -> dict[str, list]:
     """Columns of paragraph-selection examples: question, candidates (the paragraph texts) and, when the records
-    carry "relevant", label (its position among the candidates)."""
+    carry "relevant", label (its position among the candidates).
+
+    Args:
+        questions: load_questions' records.
+        context: the paragraphs.
+
+    Returns:
+        {column: one value per question}.
+    """
     columns = {
         "question": [q["question"] for q in questions],
         "candidates": [[context[p] for p in q["paragraphs"]] for q in questions],
@@ -386,9 +468,17 @@ class JoinedCandidates:
         return len(self.text)
 
 
-def join_candidates(paragraphs, context):
-    """The JoinedCandidates of the paragraphs (indices into `context`) in the order given. Training, evaluation
-    (run_qa.py --context_mode candidates) and inference.py --end_to_end read a question's candidates through it."""
+def join_candidates(paragraphs: list[int], context: list[str]) -> JoinedCandidates:
+    """The JoinedCandidates of the paragraphs in the order given. Training, evaluation (run_qa.py --context_mode
+    candidates) and inference.py --end_to_end read a question's candidates through it.
+
+    Args:
+        paragraphs: indices into `context`, in the order to join them.
+        context: the paragraphs.
+
+    Returns:
+        Their texts, CANDIDATE_SEPARATOR between consecutive ones, with where each starts.
+    """
     starts, position = [], 0
     for paragraph in paragraphs:
         starts.append(position)
@@ -397,7 +487,9 @@ def join_candidates(paragraphs, context):
     return JoinedCandidates(text, tuple(paragraphs), tuple(starts))
 
 
-def to_squad_examples(questions, context, context_mode="relevant", shuffle_seed=None):
+def to_squad_examples(
+    questions: list[dict], context: list[str], context_mode: str = "relevant", shuffle_seed: int | None = None
+) -> dict[str, list]:
     """Columns of SQuAD-style examples (id, question, context, answers) for span selection. `answers` is included
     when the records carry an answer.
 
@@ -406,7 +498,16 @@ def to_squad_examples(questions, context, context_mode="relevant", shuffle_seed=
     - "candidates": all its candidate paragraphs joined (join_candidates), in file order, or with `shuffle_seed` in an
       order shuffled per question (the same for a given seed and question id), so that a model trained on them cannot
       learn where the relevant one usually is. The examples then also carry `candidates`, the paragraph texts in the
-      order joined, and `candidate_starts`, where each starts in the context (for utils_qa.join_tokens).
+      order joined, and `candidate_starts`, where each starts in the context (for tokens.join_tokens).
+
+    Args:
+        questions: load_questions' records.
+        context: the paragraphs.
+        context_mode: "relevant" or "candidates" (above); any other is a ValueError.
+        shuffle_seed: with "candidates", the seed of each question's order of candidates; None keeps file order.
+
+    Returns:
+        {column: one value per question}; `answers` holds {"text": [text], "answer_start": [offset in the context]}.
     """
     columns = {"id": [q["id"] for q in questions], "question": [q["question"] for q in questions]}
     if context_mode == "relevant":

@@ -11,9 +11,14 @@ and an error analysis that sorts every answer into a category.
 """
 
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TextIO
 
 from metrics import compute_qa_metrics, normalize_answer
 from outputs import json_lines_writer
+
+if TYPE_CHECKING:
+    from inference import Prediction
 
 FILES = ("errors.jsonl", "summary.md")
 CATEGORIES = ("right", "wrong paragraph", "partial overlap", "wrong span")
@@ -47,7 +52,7 @@ def _answer_of(prediction, index):
     return (best[0].paragraph, best[0].start, best[0].end, best[0].text) if best else (None, -1, -1, "")
 
 
-def answer_metrics(questions: list[dict], prediction) -> dict:
+def answer_metrics(questions: list[dict], prediction: "Prediction") -> dict:
     """The metrics of a Prediction (inference.py) of labelled questions, as a JSON-ready dict (metrics.json).
 
     Args:
@@ -79,7 +84,14 @@ def answer_metrics(questions: list[dict], prediction) -> dict:
 
 
 def metrics_line(metrics: dict) -> str:
-    """The answer metrics in one line of the log."""
+    """The answer metrics in one line of the log.
+
+    Args:
+        metrics: answer_metrics' dict.
+
+    Returns:
+        Exact match, F1 and the two paragraph accuracies, with the number of questions.
+    """
     return (
         f"answers to {metrics['questions']} labelled questions: exact match {metrics['exact_match']:.2f}, "
         f"F1 {metrics['f1']:.2f} (in [0, 100]); paragraph accuracy {metrics['paragraph_selection_accuracy']:.4f} "
@@ -169,7 +181,9 @@ def _json_score(score):
     return round(score, 4) if math.isfinite(score) else None
 
 
-def analysis_writers(questions: list[dict], context: list[str], prediction) -> dict:
+def analysis_writers(
+    questions: list[dict], context: list[str], prediction: "Prediction"
+) -> dict[str, Callable[[TextIO], object]]:
     """The writers of errors.jsonl and summary.md (for an outputs.OutputPlan), by file name.
 
     Args:

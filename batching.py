@@ -2,10 +2,12 @@
 padded per batch, so that memory stays bounded however many there are; with background threads, the CPU work of the
 next batches and of the finished ones overlaps the device's."""
 
+import argparse
 import itertools
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -23,6 +25,10 @@ FIRST_CHUNK_BATCHES = 2
 
 @dataclass
 class StageStats:
+    """The counts and times of one stage of inference, which run_model and inference.py add to and inference.py logs:
+    the sequences run, their tokens and the padding tokens added, and the seconds spent in each step by name
+    ("tokenize", "prepare", "model", "post-process", "total")."""
+
     name: str
     sequences: int = 0
     tokens: int = 0
@@ -101,7 +107,16 @@ def chunk_sizes(batch_size, overlap):
         size = min(SEQUENCES_PER_CHUNK, 2 * size)
 
 
-def run_model(keyed_sequences, forward, pad_token_id: int, args, device, stats, consume, overlap: bool) -> None:
+def run_model(
+    keyed_sequences: Iterable[tuple[object, np.ndarray, np.ndarray | None]],
+    forward: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Sequence[torch.Tensor]],
+    pad_token_id: int,
+    args: argparse.Namespace,
+    device: torch.device,
+    stats: StageStats,
+    consume: Callable[[list[object], list[tuple[np.ndarray, ...]]], None],
+    overlap: bool,
+) -> None:
     """Runs `forward` over `keyed_sequences` and calls consume(keys, outputs) once per batch, in order. Sequences are
     taken a chunk at a time (chunk_sizes), sorted by length within the chunk, and each batch is padded to its own
     longest.

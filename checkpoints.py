@@ -17,6 +17,7 @@ import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from safetensors import safe_open
 from transformers import (
@@ -32,6 +33,11 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from cli import InputError, one_line
 from features import MAX_SEQ_LENGTH, PairTemplate, WindowSettings
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerFast, TrainingArguments
+
+    from training import ModelArguments
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +70,7 @@ SLOT_TAGGING = Stage("slot-tagging", AutoModelForTokenClassification, "ForTokenC
 # The settings a checkpoint was trained with
 
 
-def record_settings(config, stage: Stage, **settings) -> None:
+def record_settings(config: "PretrainedConfig", stage: Stage, **settings: object) -> None:
     """Writes the stage and the settings a model is trained with into its config, so that every checkpoint and the
     final model carry them (config.json's "trained_with").
 
@@ -76,13 +82,20 @@ def record_settings(config, stage: Stage, **settings) -> None:
     setattr(config, SETTINGS_KEY, {"stage": stage.role, **settings})
 
 
-def trained_settings(config) -> dict:
-    """The settings a checkpoint was trained with (record_settings); {} for a checkpoint saved before they were."""
+def trained_settings(config: "PretrainedConfig") -> dict:
+    """The settings a checkpoint was trained with (record_settings); {} for a checkpoint saved before they were.
+
+    Args:
+        config: the checkpoint's config.
+
+    Returns:
+        A copy of config.json's "trained_with": "stage" and the settings.
+    """
     value = getattr(config, SETTINGS_KEY, None)
     return dict(value) if isinstance(value, dict) else {}
 
 
-def window_settings(path, config, given: dict) -> WindowSettings:
+def window_settings(path: str | Path, config: "PretrainedConfig", given: dict[str, int | None]) -> WindowSettings:
     """The window settings to run a checkpoint with: each one given on the command line, else the checkpoint's own
     (record_settings), else the defaults (a checkpoint saved before settings travelled with it). A given value that
     differs from the checkpoint's is said in the log.
@@ -179,7 +192,7 @@ def _check_architecture(path, config, stage: Stage) -> None:
 # Inference: a fine-tuned checkpoint
 
 
-def checkpoint_config(path, stage: Stage):
+def checkpoint_config(path: str | Path, stage: Stage) -> "PretrainedConfig":
     """The config of a fine-tuned checkpoint folder, after checking that it is a complete one of `stage`.
 
     Args:
@@ -208,7 +221,9 @@ def checkpoint_config(path, stage: Stage):
     return config
 
 
-def load_checkpoint(path, stage: Stage, max_seq_length: int):
+def load_checkpoint(
+    path: str | Path, stage: Stage, max_seq_length: int
+) -> tuple["PreTrainedTokenizerFast", "PreTrainedModel"]:
     """Loads a fine-tuned checkpoint folder with its tokenizer, after checking that it is one of `stage` that can
     read `max_seq_length` tokens (checkpoint_config, check_model_reads) and that its weights hold the task head.
 
@@ -263,7 +278,13 @@ def _hub_options(model_args) -> dict:
     }
 
 
-def load_tokenizer_and_config(model_args, stage: Stage, max_seq_length: int, label_names=None, tokenizer_options=None):
+def load_tokenizer_and_config(
+    model_args: "ModelArguments",
+    stage: Stage,
+    max_seq_length: int,
+    label_names: list[str] | None = None,
+    tokenizer_options: dict | None = None,
+) -> tuple["PreTrainedTokenizerFast", "PretrainedConfig", bool]:
     """Loads the (fast) tokenizer and the config of --model_name_or_path (or --tokenizer_name / --config_name), with
     --config_overrides applied, after checking that the model can read sequences of `max_seq_length` tokens with
     this tokenizer (check_model_reads). No weights are read: a dry run stops here.
@@ -313,7 +334,9 @@ def load_tokenizer_and_config(model_args, stage: Stage, max_seq_length: int, lab
     return tokenizer, config, new_head
 
 
-def load_model(model_args, stage: Stage, config, seed: int, new_head: bool):
+def load_model(
+    model_args: "ModelArguments", stage: Stage, config: "PretrainedConfig", seed: int, new_head: bool
+) -> "PreTrainedModel":
     """The model to train: pretrained from --model_name_or_path or, with --from_scratch, randomly initialised.
 
     Args:
@@ -341,9 +364,16 @@ def load_model(model_args, stage: Stage, config, seed: int, new_head: bool):
     return model
 
 
-def model_folders(model_args) -> list[str]:
+def model_folders(model_args: "ModelArguments") -> list[str]:
     """The local folders a training run reads its model, config and tokenizer from (not Hub ids): its outputs must not
-    land in them."""
+    land in them.
+
+    Args:
+        model_args: training.ModelArguments.
+
+    Returns:
+        Each existing folder among --model_name_or_path, --config_name and --tokenizer_name, once, in that order.
+    """
     sources = [model_args.model_name_or_path, model_args.config_name, model_args.tokenizer_name]
     return [source for source in dict.fromkeys(sources) if source and os.path.isdir(source)]
 
@@ -417,7 +447,7 @@ def checkpoint_problem(folder, stage: Stage) -> str | None:
     return None
 
 
-def checkpoint_to_resume(training_args, stage: Stage) -> str | None:
+def checkpoint_to_resume(training_args: "TrainingArguments", stage: Stage) -> str | None:
     """The checkpoint training continues from: --resume_from_checkpoint, else the last complete one in --output_dir.
 
     A broken --resume_from_checkpoint is refused in one line. In --output_dir, a broken last checkpoint (cut short

@@ -7,6 +7,7 @@ Errors we cause are not InputErrors: they end in a traceback, loudly, as they sh
 import argparse
 import signal
 import sys
+from collections.abc import Callable
 
 
 class InputError(Exception):
@@ -27,7 +28,7 @@ class ArgumentParser(OneLineErrors, argparse.ArgumentParser):
     """The command-line parser of the scripts that do not take the Trainer's flags."""
 
 
-def bounded_int(minimum: int, maximum: int | None = None):
+def bounded_int(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     """An argparse type: an integer from `minimum` to `maximum` (no upper bound when None).
 
     Args:
@@ -56,14 +57,29 @@ positive_int = bounded_int(1)
 non_negative_int = bounded_int(0)
 
 
-def short_number(value) -> str:
-    """A number as it fits in a one-line message: an integer of hundreds of digits is shown by its length."""
+def short_number(value: int | float) -> str:
+    """A number as it fits in a one-line message: an integer of hundreds of digits is shown by its length.
+
+    Args:
+        value: the number.
+
+    Returns:
+        Its text when it has at most 20 characters, else its first 8 characters and its number of digits.
+    """
     text = str(value)
     return text if len(text) <= 20 else f"{text[:8]}... ({len(text.lstrip('-'))} digits)"
 
 
 def one_line(error: BaseException, limit: int = 300) -> str:
-    """An exception's message on one line, cut to `limit` characters (a library's message can be a page long)."""
+    """An exception's message on one line, cut to `limit` characters (a library's message can be a page long).
+
+    Args:
+        error: the exception.
+        limit: the most characters kept.
+
+    Returns:
+        The message, each run of whitespace made one space, ending in "..." when cut.
+    """
     text = " ".join(str(error).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -77,7 +93,7 @@ def _raise_terminated(signal_number, frame):
     raise Terminated()
 
 
-def run_main(main) -> None:
+def run_main(main: Callable[[], object]) -> None:
     """Runs an entry point; an InputError ends it with one line on stderr and exit status 1, not a traceback.
 
     Ctrl-C and SIGTERM end it with one line too, and the shell's usual status (130, 143); the temporary files of

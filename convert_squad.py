@@ -24,7 +24,7 @@ Input: SQuAD v1-style JSON, {"data": [{"paragraphs": [{"context", "qas": [{"id",
   indices, so DIR's valid.json and test.json stay valid with the new context.json, and a paragraph already there is
   not stored again.
 - --exclude FILE ... drops the questions whose text, normalised as the QA metrics normalise answers (full-width =
-  half-width, case, spaces and punctuation ignored: utils_qa.normalize_answer), is a question of an ADL file FILE,
+  half-width, case, spaces and punctuation ignored: metrics.normalize_answer), is a question of an ADL file FILE,
   e.g. the homework's valid.json and test.json, so that no evaluation question is trained on.
 
 context.json and train.json are checked before any work (neither may be an input of the run: a SQuAD file, a
@@ -247,11 +247,18 @@ def hard_negatives(paragraphs, questions, answers, count):
     return negatives
 
 
-def tfidf_best_candidate_accuracy(context, questions):
+def tfidf_best_candidate_accuracy(context: list[str], questions: list[dict]) -> float:
     """How often the candidate most similar to its question by character-bigram TF-IDF is the relevant one.
 
     A measure of how hard the negatives are: 1/len(candidates) when TF-IDF cannot tell them apart, 1.0 when it always
     can. Vectors are fitted on the whole context.
+
+    Args:
+        context: the paragraphs.
+        questions: labelled questions (with "paragraphs" and "relevant"), at least one.
+
+    Returns:
+        The share of questions, in [0, 1].
     """
     vectorizer, paragraph_vectors = fit_bigram_tfidf(context)
     texts = [question["question"] for question in questions]
@@ -368,7 +375,16 @@ def _same_folder(first, second):
         return os.path.realpath(first) == os.path.realpath(second)
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> dict[str, collections.Counter]:
+    """Converts the SQuAD files the command line names and writes context.json and train.json (the top of this
+    module), printing one report line per input file.
+
+    Args:
+        argv: the command line without the program name; None reads sys.argv.
+
+    Returns:
+        The report: {input file: Counter of outcomes} (convert).
+    """
     args = parse_command_line(argv)
     inputs = [*args.inputs, *args.exclude]
     base_context_file = base_file = None

@@ -16,8 +16,12 @@ models (M = N = 1 without an ensemble):
 
 import collections
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from adl_data import JoinedCandidates
 
 
 @dataclass
@@ -33,10 +37,15 @@ class SpanCandidates:
         return cls(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0))
 
 
-def paragraph_log_probs(scores_of_each_model):
+def paragraph_log_probs(scores_of_each_model: list[np.ndarray]) -> np.ndarray:
     """log P(p | q) for each candidate of one question: the softmax of each model's scores, averaged over the models.
 
-    `scores_of_each_model` is one array of candidate scores per model."""
+    Args:
+        scores_of_each_model: one array of candidate scores per model.
+
+    Returns:
+        One float64 log-probability per candidate (-inf where every model's probability is 0).
+    """
     probabilities = []
     for scores in scores_of_each_model:
         scores = np.asarray(scores, dtype=np.float64)
@@ -46,17 +55,33 @@ def paragraph_log_probs(scores_of_each_model):
         return np.log(np.mean(probabilities, axis=0))
 
 
-def top_paragraphs(log_probs, top_k):
+def top_paragraphs(log_probs: np.ndarray, top_k: int) -> list[int]:
     """Positions of the `top_k` most probable candidates (all of them when there are fewer), most probable first;
-    ties keep the candidates' order."""
+    ties keep the candidates' order.
+
+    Args:
+        log_probs: paragraph_log_probs of one question.
+        top_k: how many to keep.
+
+    Returns:
+        The candidates' positions among the question's paragraphs.
+    """
     return np.argsort(-np.asarray(log_probs), kind="stable")[:top_k].tolist()
 
 
-def merge_span_candidates(candidates_of_each_model, n_best_size):
+def merge_span_candidates(candidates_of_each_model: list[SpanCandidates], n_best_size: int) -> SpanCandidates:
     """The ensemble's SpanCandidates of one pair: each character span's probability averaged over the models (0 for
     a model that does not have it among its best), the `n_best_size` most probable kept.
 
-    One model is returned as it is; ties keep the order of the first model's list, then of the next."""
+    One model is returned as it is; ties keep the order of the first model's list, then of the next.
+
+    Args:
+        candidates_of_each_model: the pair's SpanCandidates under each model.
+        n_best_size: the most spans kept.
+
+    Returns:
+        The merged spans, most probable first.
+    """
     if len(candidates_of_each_model) == 1:
         return candidates_of_each_model[0]
     probability, order = {}, []
@@ -92,12 +117,25 @@ class Answer:
     score: float  # joint_score of the answer
 
 
-def decode(paragraphs, paragraph_log_prob, span_candidates, context, n_best_size):
-    """The `n_best_size` best answers of one question over its decoded paragraphs, best first.
+def decode(
+    paragraphs: list[int],
+    paragraph_log_prob: list[float],
+    span_candidates: list[SpanCandidates],
+    context: list[str],
+    n_best_size: int,
+) -> list[Answer]:
+    """The `n_best_size` best answers of one question over its decoded paragraphs, best first (joint_score). Ties keep
+    the paragraphs' order, then the spans'.
 
-    paragraphs: the indices (into context) of the paragraphs decoded, most probable first; paragraph_log_prob and
-    span_candidates: for each of them, log P(p | q) and its SpanCandidates. Ties keep the paragraphs' order, then the
-    spans'. A question without any valid span gets no answer (an empty list)."""
+    Args:
+        paragraphs: the indices (into context) of the paragraphs decoded, most probable first.
+        paragraph_log_prob, span_candidates: for each of them, log P(p | q) and its SpanCandidates.
+        context: the paragraphs of context.json.
+        n_best_size: the most answers kept.
+
+    Returns:
+        The answers, best first; an empty list for a question without any valid span.
+    """
     answers = []
     for paragraph, log_prob, candidates in zip(paragraphs, paragraph_log_prob, span_candidates):
         scores = joint_score(log_prob, candidates.log_probs)
@@ -107,10 +145,20 @@ def decode(paragraphs, paragraph_log_prob, span_candidates, context, n_best_size
     return answers[:n_best_size]
 
 
-def spans_of_each_paragraph(candidates, joined):
-    """SpanCandidates over a joined text (adl_data.JoinedCandidates) split by paragraph: the paragraphs (indices into
-    context.json, in the order joined) and the SpanCandidates of each, in its own offsets. No span crosses a
-    separator (utils_qa.best_spans_of_windows)."""
+def spans_of_each_paragraph(
+    candidates: SpanCandidates, joined: "JoinedCandidates"
+) -> tuple[list[int], list[SpanCandidates]]:
+    """SpanCandidates over a joined text (adl_data.JoinedCandidates) split by paragraph. No span crosses a separator
+    (spans.best_spans_of_windows); one that does is an AssertionError.
+
+    Args:
+        candidates: the spans, in character offsets of the joined text.
+        joined: the text they are in.
+
+    Returns:
+        (the paragraphs: indices into context.json, in the order joined; the SpanCandidates of each, in its own
+        offsets, the spans in the order of `candidates`).
+    """
     located = collections.defaultdict(list)  # paragraph -> [(offset, span index)]
     for index, (start, end) in enumerate(zip(candidates.starts.tolist(), candidates.ends.tolist())):
         paragraph, offset = joined.locate(start)

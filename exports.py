@@ -90,7 +90,14 @@ def _export(module, kind, device, max_seq_length):
         return torch.export.export(module, example, dynamic_shapes=dynamic)
 
 
-def exported_forward(module, kind: str, checkpoint, device, dtype, max_seq_length: int):
+def exported_forward(
+    module: PairScorer | SpanScorer,
+    kind: str,
+    checkpoint: str | Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    max_seq_length: int,
+) -> torch.nn.Module:
     """The exported version of a scorer, cached in <checkpoint>/exported/ and reused while the weights, torch version,
     device, dtype and longest sequence stay the same.
 
@@ -107,7 +114,7 @@ def exported_forward(module, kind: str, checkpoint, device, dtype, max_seq_lengt
         max_seq_length: the longest sequence it will be given.
 
     Returns:
-        A callable with the scorer's inputs and outputs.
+        A module with the scorer's inputs and outputs (a TorchScript module, or the torch.export program's module).
     """
     checkpoint = Path(checkpoint)
     suffix = "pt" if kind == "torchscript" else "pt2"

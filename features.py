@@ -12,7 +12,9 @@ utils_qa.py wraps these in the transformers examples' API (`prepare_*_features`)
 
 import collections
 import functools
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,6 +26,9 @@ from tokens import (
     question_token_ids,
     tokenize_texts,
 )
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 # The window defaults of training and inference (a checkpoint saves the ones it was trained with: checkpoints.py).
 MAX_SEQ_LENGTH = 512
@@ -120,10 +125,21 @@ def window_spans(num_tokens, room, doc_stride):
     return spans
 
 
-def check_window_fits(tokenizer, max_seq_length, max_question_length, doc_stride=0):
-    """Returns None when a window of `max_seq_length` tokens leaves room for the paragraph, else an explanation.
+def check_window_fits(
+    tokenizer: "PreTrainedTokenizerFast", max_seq_length: int, max_question_length: int, doc_stride: int = 0
+) -> str | None:
+    """Whether a window of `max_seq_length` tokens leaves room for the paragraph after the longest question.
 
     Windows overlap by `doc_stride` tokens, so the paragraph part of a window must be longer than `doc_stride`.
+
+    Args:
+        tokenizer: a fast tokenizer (the special tokens it adds to a pair).
+        max_seq_length: the tokens of a window.
+        max_question_length: the most tokens a question keeps.
+        doc_stride: the tokens consecutive windows share.
+
+    Returns:
+        None when it does, else the explanation.
     """
     room = max_seq_length - max_question_length - tokenizer.num_special_tokens_to_add(pair=True)
     if room <= 0:
@@ -140,8 +156,19 @@ def check_window_fits(tokenizer, max_seq_length, max_question_length, doc_stride
     return None
 
 
-def model_inputs(input_ids, token_type_ids, pad_to, pad_token_id):
-    """The model input lists of one sequence, padded to `pad_to` tokens when given."""
+def model_inputs(
+    input_ids: np.ndarray, token_type_ids: np.ndarray | None, pad_to: int | None, pad_token_id: int
+) -> dict[str, list[int]]:
+    """The model input lists of one sequence, padded to `pad_to` tokens when given.
+
+    Args:
+        input_ids, token_type_ids: the sequence (PairTemplate.assemble); token_type_ids None without token types.
+        pad_to: the length to pad to, or None (a sequence already that long or longer is not padded).
+        pad_token_id: the tokenizer's padding token.
+
+    Returns:
+        {"input_ids", "attention_mask"}, and "token_type_ids" when given.
+    """
     padding = max(0, (pad_to or 0) - len(input_ids))
     inputs = {
         "input_ids": input_ids.tolist() + [pad_token_id] * padding,
@@ -184,8 +211,16 @@ class DataCollatorForMultipleChoice:
         return batch
 
 
-def mask_filler_choices(logits, choice_mask):
-    """Gives the filler candidates added by DataCollatorForMultipleChoice the lowest possible score."""
+def mask_filler_choices(logits: torch.Tensor, choice_mask: torch.Tensor) -> torch.Tensor:
+    """Gives the filler candidates added by DataCollatorForMultipleChoice the lowest possible score.
+
+    Args:
+        logits: (batch, choices) scores.
+        choice_mask: the collator's `choice_mask`, True for the real candidates.
+
+    Returns:
+        A copy of `logits` with the fillers' scores at the dtype's minimum.
+    """
     return logits.masked_fill(~choice_mask.to(logits.device), torch.finfo(logits.dtype).min)
 
 
@@ -209,9 +244,20 @@ def question_windows(
     template: "PairTemplate",
     max_seq_length: int = MAX_SEQ_LENGTH,
     doc_stride: int = DOC_STRIDE,
-):
-    """The windows of one (question, paragraph) pair, `paragraph` being a TokenizedText: the paragraph is cut into
-    pieces of as many tokens as fit beside the question, consecutive pieces sharing `doc_stride` tokens."""
+) -> Iterator[Window]:
+    """The windows of one (question, paragraph) pair: the paragraph is cut into pieces of as many tokens as fit beside
+    the question, consecutive pieces sharing `doc_stride` tokens (window_spans).
+
+    Args:
+        question_ids: the question's token ids (tokens.question_token_ids).
+        paragraph: the paragraph's tokens.
+        template: how the tokenizer joins a question and a paragraph.
+        max_seq_length: the tokens of a window.
+        doc_stride: the tokens consecutive windows share.
+
+    Returns:
+        An iterator over the windows, in the paragraph's order.
+    """
     room = template.room(question_ids, max_seq_length)
     for start, end in window_spans(len(paragraph.ids), room, doc_stride):
         input_ids, token_type_ids, context_start = template.assemble(question_ids, paragraph.ids[start:end])
@@ -232,10 +278,29 @@ def answer_token_positions(window, start_char, end_char, cls_index):
     return window.context_start + start_token, window.context_start + end_token
 
 
-def window_features(examples, tokenizer, max_seq_length, doc_stride, pad_to_max_length, max_question_length):
+def window_features(
+    examples: Mapping[str, list],
+    tokenizer: "PreTrainedTokenizerFast",
+    max_seq_length: int,
+    doc_stride: int,
+    pad_to_max_length: bool,
+    max_question_length: int,
+) -> collections.defaultdict[str, list]:
     """The windows of every example as lists of model inputs, each with its example's index in `example_index` and
     its Window in `windows` (both for the callers to use or drop). Each distinct paragraph is tokenized once; the
-    context of examples with `candidates` (adl_data.to_squad_examples) is made of their tokens (join_tokens)."""
+    context of examples with `candidates` (adl_data.to_squad_examples) is made of their tokens (join_tokens).
+
+    Args:
+        examples: columns of SQuAD-style examples (`question`, `context`, and `candidates` with `candidate_starts` for
+            joined candidates).
+        tokenizer: a fast tokenizer.
+        max_seq_length, doc_stride: the windows (question_windows).
+        pad_to_max_length: pad every window to `max_seq_length` tokens, else none is padded.
+        max_question_length: the most tokens a question keeps.
+
+    Returns:
+        {column: one value per window}, windows in the order of the examples.
+    """
     template = PairTemplate.of(tokenizer)
     questions = question_token_ids(examples["question"], tokenizer, max_question_length)
     paragraphs = examples["candidates"] if "candidates" in examples else [[context] for context in examples["context"]]
@@ -262,7 +327,18 @@ def window_features(examples, tokenizer, max_seq_length, doc_stride, pad_to_max_
     return features
 
 
-def add_answer_positions(features, examples, tokenizer):
+def add_answer_positions(
+    features: collections.defaultdict[str, list], examples: Mapping[str, list], tokenizer: "PreTrainedTokenizerFast"
+) -> None:
+    """Adds `start_positions` and `end_positions` to window_features' features: the token positions of the first
+    answer of each window's example (answer_token_positions), or the position of the window's first
+    tokenizer.cls_token_id twice when the window does not hold the whole answer.
+
+    Args:
+        features: window_features' features, with their `windows` and `example_index`.
+        examples: the examples they were made of, with SQuAD-style `answers`.
+        tokenizer: the tokenizer they were made with.
+    """
     for window, example_index in zip(features["windows"], features["example_index"]):
         answers = examples["answers"][example_index]
         start_char = answers["answer_start"][0]

@@ -49,6 +49,7 @@ from batching import SEQUENCES_PER_CHUNK, StageStats, run_model
 from checkpoints import (
     PARAGRAPH_SELECTION,
     SPAN_SELECTION,
+    Stage,
     checkpoint_config,
     load_checkpoint,
     trained_settings,
@@ -108,8 +109,16 @@ DEFAULT_QA_MODEL = MODELS / "span-selection"
 TOP_K_PARAGRAPHS = 1
 
 
-def parse_arguments(argv=None):
-    """The command line, with the defaults of models/inference.json (submission.py) when it names no model."""
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with the defaults of models/inference.json (submission.py) when it names no model.
+
+    Args:
+        argv: the command line without the program name; None reads sys.argv.
+
+    Returns:
+        The arguments: `qa_model` is always a list of folders; `mc_model`, `top_k_paragraphs` and `end_to_end` are
+        None when neither the command line nor models/inference.json (read when no model is named) gives them.
+    """
     parser = ArgumentParser(description="Two-stage Chinese QA inference: writes id,answer rows to a CSV.")
     parser.add_argument("--context_file", required=True, help="context.json: the list of all paragraphs.")
     parser.add_argument("--test_file", required=True, help="test.json: the questions with their candidate paragraphs.")
@@ -220,7 +229,15 @@ def apply_submission_settings(args, settings):
     logger.info(f"Running what {MODELS / 'inference.json'} says: {settings}")
 
 
-def choose_device(name):
+def choose_device(name: str) -> tuple[torch.device, torch.dtype]:
+    """The device --device names, and the precision to run in there; an InputError for "cuda" without a CUDA GPU.
+
+    Args:
+        name: "cpu", "cuda" or "auto" (the GPU when there is one).
+
+    Returns:
+        (device, dtype): on a GPU bfloat16 where it is supported, else float16; float32 on the CPU.
+    """
     if name == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA GPU is available (use --device auto or cpu)")
     if name == "auto":
@@ -271,9 +288,21 @@ class Member:
     settings: WindowSettings
 
 
-def load_members(paths, stage, args, device, dtype):
+def load_members(
+    paths: list[str], stage: Stage, args: argparse.Namespace, device: torch.device, dtype: torch.dtype
+) -> list[Member]:
     """Loads each checkpoint of a stage (an ensemble when there are several), with its own window settings
-    (checkpoints.window_settings), as eager or exported (--export) scorers on `device`."""
+    (checkpoints.window_settings), as eager or exported (--export) scorers on `device`.
+
+    Args:
+        paths: the checkpoint folders.
+        stage: PARAGRAPH_SELECTION or SPAN_SELECTION.
+        args: parse_arguments' arguments (the window flags and --export).
+        device, dtype: where and in what precision the models run (choose_device).
+
+    Returns:
+        One Member per checkpoint, in order.
+    """
     given = {name: getattr(args, name) for name in WindowSettings.__dataclass_fields__}
     members = []
     for path in paths:
@@ -361,9 +390,33 @@ def score_paragraphs(questions, paragraph_tokens, member, args, device, stats, o
     return scores
 
 
-def find_spans(questions, requests, paragraph_tokens, member, args, device, stats, overlap):
+def find_spans(
+    questions: list[dict],
+    requests: list[tuple[int, int]],
+    paragraph_tokens: ParagraphTokens,
+    member: Member,
+    args: argparse.Namespace,
+    device: torch.device,
+    stats: StageStats,
+    overlap: bool,
+) -> list[SpanCandidates]:
     """Span selection with one model: the SpanCandidates of each (question position, paragraph index) request: the
-    n_best_size best character spans of the paragraph with log P(span | question, paragraph)."""
+    n_best_size best character spans of the paragraph with log P(span | question, paragraph). Scores that are not
+    finite are an InputError (check_finite).
+
+    Args:
+        questions: the questions (adl_data.load_questions).
+        requests: (position in `questions`, index of the text in `paragraph_tokens`) pairs.
+        paragraph_tokens: the texts' tokens (CandidateTokens for joined candidates).
+        member: the span-selection model.
+        args: parse_arguments' arguments (--batch_size, --n_best_size, --max_answer_length).
+        device: where the model runs.
+        stats: the stage's StageStats, which get the counts and times.
+        overlap: whether to prepare and post-process batches in background threads (batching.run_model).
+
+    Returns:
+        One SpanCandidates per request, in order (empty when the paragraph has no valid span).
+    """
     settings = member.settings
     windows = {}  # the Window of each sequence in flight: its characters are needed after the forward pass
 
@@ -423,6 +476,9 @@ def find_spans(questions, requests, paragraph_tokens, member, args, device, stat
 
 @dataclass
 class Prediction:
+    """What inference.py predicted for a question file: each question's answer and n-best, the paragraphs chosen and
+    answered from, the stages' counts and times, and the answer metrics of labelled questions."""
+
     answers: dict  # question id -> answer text, in test order
     answer_paragraphs: list  # the paragraph (index into context) each answer comes from, None when there is no answer
     selected_paragraphs: list  # the most probable paragraph of each question under paragraph selection alone
@@ -446,9 +502,16 @@ def plan_outputs(args, labelled, model_paths):
     return plan, paths
 
 
-def predict(args):
+def predict(args: argparse.Namespace) -> Prediction:
     """Runs the whole pipeline and writes the CSV (and the metrics and analysis of labelled questions), all of them
-    together at the end."""
+    together at the end.
+
+    Args:
+        args: parse_arguments' arguments.
+
+    Returns:
+        The prediction, with its metrics when the questions are labelled.
+    """
     context = load_context(args.context_file)
     questions = load_questions(args.test_file, context, labels_if_present=True)
     labelled = "answer" in questions[0]
@@ -575,7 +638,15 @@ def log_summary(prediction, total_seconds, output_file):
     logger.info(f"Wrote {output_file} in {total_seconds:.1f} s")
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> dict[str, str]:
+    """Runs inference.py: predict, then a summary in the log (stages, metrics, time).
+
+    Args:
+        argv: the command line without the program name; None reads sys.argv.
+
+    Returns:
+        {question id: answer text}, in the order of the questions.
+    """
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO, stream=sys.stderr)
     # Our own log says what was loaded; the library's weight-loading bars and notes would only bury it.
     transformers.utils.logging.set_verbosity_error()

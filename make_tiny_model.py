@@ -20,6 +20,7 @@ bert-base-uncased, where frequent words are one piece and the others are cut int
 import argparse
 import json
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 from tokenizers.pre_tokenizers import BertPreTokenizer
@@ -82,17 +83,29 @@ def _is_cjk_ideograph(ch):
 
 
 def make_tiny_model(
-    output_dir,
-    texts=(),
-    all_cjk=False,
-    words=0,
-    num_layers=2,
-    hidden_size=64,
-    num_heads=2,
-    intermediate_size=128,
-    max_positions=512,
-):
-    """Saves tokenizer files and config.json to `output_dir` (no weights: train it with --from_scratch)."""
+    output_dir: str | Path,
+    texts: Sequence[object] = (),
+    all_cjk: bool = False,
+    words: int = 0,
+    num_layers: int = 2,
+    hidden_size: int = 64,
+    num_heads: int = 2,
+    intermediate_size: int = 128,
+    max_positions: int = 512,
+) -> str | Path:
+    """Saves tokenizer files and config.json to `output_dir` (no weights: train it with --from_scratch).
+
+    Args:
+        output_dir: the folder, created when missing.
+        texts: strings or parsed JSON values (lists, objects) whose characters go into the vocabulary; the values of
+            "id" keys are left out.
+        all_cjk: add every CJK Unified Ideograph (U+4E00-U+9FFF).
+        words: add the `words` most frequent words of the texts as tokens (frequent_words).
+        num_layers, hidden_size, num_heads, intermediate_size, max_positions: the sizes of the BertConfig.
+
+    Returns:
+        `output_dir`, as given.
+    """
     tokens = build_vocabulary(texts, all_cjk, words)
     tokenizer = BertTokenizer(vocab={token: index for index, token in enumerate(tokens)})
     config = BertConfig(

@@ -7,8 +7,12 @@ them here. This module imports no torch, so converters and analyses that only co
 
 import collections
 import unicodedata
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from transformers import EvalPrediction
 
 
 def normalize_answer(text: str) -> str:
@@ -64,7 +68,7 @@ def compute_qa_metrics(predictions: dict[str, str], references: dict[str, list[s
     return {"exact_match": 100.0 * exact / len(references), "f1": 100.0 * f1 / len(references)}
 
 
-def compute_accuracy(eval_prediction) -> dict[str, float]:
+def compute_accuracy(eval_prediction: "EvalPrediction") -> dict[str, float]:
     """The share of examples whose highest logit is their label, in [0, 1] (a Trainer's compute_metrics).
 
     Args:

@@ -25,7 +25,9 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import BinaryIO, TextIO
 
 from cli import InputError
 
@@ -112,7 +114,9 @@ def check_output_path(path, inputs=(), input_folders=()) -> Path:
     return destination
 
 
-def check_output_folder(folder, inputs=(), input_folders=()) -> Path:
+def check_output_folder(
+    folder: str | Path, inputs: Iterable[str | Path] = (), input_folders: Iterable[str | Path] = ()
+) -> Path:
     """Checks, before any work, that a run may write into `folder` (a training --output_dir, where the Trainer writes
     the model, its checkpoints, metrics and predictions): it is a folder or can be created, it can be written, it is
     neither inside nor around a model folder the run reads (the Trainer would write over the model, or delete it when
@@ -279,8 +283,15 @@ def _remove(path):
         pass
 
 
-def binary(write):
-    """Marks a writer as one that writes bytes (a PNG figure): OutputPlan.write then opens its file in binary mode."""
+def binary(write: Callable[[BinaryIO], object]) -> Callable[[BinaryIO], object]:
+    """Marks a writer as one that writes bytes (a PNG figure): OutputPlan.write then opens its file in binary mode.
+
+    Args:
+        write: called with the open binary file.
+
+    Returns:
+        `write` itself, marked.
+    """
     write.binary = True
     return write
 
@@ -334,7 +345,7 @@ def csv_field(text: str) -> str:
     return text
 
 
-def csv_writer(ids, answers, column="answer"):
+def csv_writer(ids: list[str], answers: dict[str, str], column: str = "answer") -> Callable[[TextIO], None]:
     """The writer of a submission: header `id,<column>`, one row per id in the given order, lines ending in \\n, each
     field quoted by csv_field where needed. Read it back with csv.reader, or with pandas as
     `pd.read_csv(path, dtype=str, keep_default_na=False)` (else an answer "NA", "null" or "" becomes NaN).
@@ -356,8 +367,16 @@ def csv_writer(ids, answers, column="answer"):
     return write
 
 
-def table_writer(header, rows):
-    """The writer of a plain CSV table (csv.writer's quoting), e.g. plot_curves.py's results.csv."""
+def table_writer(header: list[str], rows: list[list]) -> Callable[[TextIO], None]:
+    """The writer of a plain CSV table (csv.writer's quoting), e.g. plot_curves.py's results.csv.
+
+    Args:
+        header: the column names.
+        rows: the rows, each one value per column.
+
+    Returns:
+        A writer for OutputPlan.write.
+    """
 
     def write(file):
         writer = csv.writer(file, lineterminator="\n")
@@ -372,21 +391,55 @@ def json_text(value, indent=None) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent, allow_nan=False)
 
 
-def json_writer(value):
-    """The writer of readable, strict JSON (json_text, indented)."""
+def json_writer(value: object) -> Callable[[TextIO], object]:
+    """The writer of readable, strict JSON (json_text, indented).
+
+    Args:
+        value: what to write: dicts, lists, strings, numbers, booleans and None.
+
+    Returns:
+        A writer for OutputPlan.write.
+    """
     return lambda file: file.write(json_text(value, indent=2))
 
 
-def json_lines_writer(records):
-    """The writer of JSON Lines: one strict JSON object per line."""
+def json_lines_writer(records: list[dict]) -> Callable[[TextIO], object]:
+    """The writer of JSON Lines: one strict JSON object per line.
+
+    Args:
+        records: the objects, in order.
+
+    Returns:
+        A writer for OutputPlan.write.
+    """
     return lambda file: file.writelines(json_text(record) + "\n" for record in records)
 
 
-def write_predictions_csv(path, ids, answers, column="answer", inputs=()) -> Path:
-    """Writes a submission CSV (csv_writer) to `path` by the rules above; returns the destination."""
+def write_predictions_csv(
+    path: str | Path, ids: list[str], answers: dict[str, str], column: str = "answer", inputs: Iterable[str | Path] = ()
+) -> Path:
+    """Writes a submission CSV (csv_writer) to `path` by the rules above.
+
+    Args:
+        path: the output path as the user gave it.
+        ids, answers, column: as csv_writer takes them.
+        inputs: the files the run reads (check_output_path).
+
+    Returns:
+        The destination written.
+    """
     return write_atomically(path, csv_writer(ids, answers, column), inputs)
 
 
-def write_json(path, value, inputs=()) -> Path:
-    """Writes strict, readable UTF-8 JSON (json_writer) to `path` by the rules above; returns the destination."""
+def write_json(path: str | Path, value: object, inputs: Iterable[str | Path] = ()) -> Path:
+    """Writes strict, readable UTF-8 JSON (json_writer) to `path` by the rules above.
+
+    Args:
+        path: the output path as the user gave it.
+        value: what to write (json_writer).
+        inputs: the files the run reads (check_output_path).
+
+    Returns:
+        The destination written.
+    """
     return write_atomically(path, json_writer(value), inputs)

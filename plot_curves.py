@@ -558,6 +558,14 @@ def parse_command_line(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Path]:
+    """Draws the learning curves of the runs the command line names and writes them with the table of results.
+
+    Args:
+        argv: the command line without the program name; None reads sys.argv.
+
+    Returns:
+        {file name: destination} of every file written.
+    """
     args = parse_command_line(argv)
     names = run_names(args.run_dirs, args.names)
     runs = [load_run(run_dir, name) for run_dir, name in zip(args.run_dirs, names)]

@@ -75,7 +75,8 @@ def prepare_intent_features(examples, tokenizer, max_seq_length, pad_to_max_leng
     return features
 
 
-def main():
+def main() -> None:
+    """Trains, evaluates and predicts intents as the command line (sys.argv) says; see the top of this module."""
     model_args, data_args, training_args = start_run(ARGUMENT_CLASSES)
 
     # Read and check every input before anything is written.

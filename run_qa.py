@@ -180,7 +180,9 @@ class QuestionAnsweringTrainer(Trainer):
         return output_dir if self.is_world_process_zero() else None
 
 
-def main():
+def main() -> None:
+    """Trains, evaluates and predicts span selection as the command line (sys.argv) says; see the top of this
+    module."""
     model_args, data_args, training_args = start_run(ARGUMENT_CLASSES)
 
     # Read and check every input before anything is written.

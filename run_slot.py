@@ -30,8 +30,10 @@ its tags space-separated, one per word.
 """
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING
 
 from seqeval.metrics import f1_score, precision_score, recall_score
 from seqeval.scheme import IOB2
@@ -65,6 +67,10 @@ from training import (
     write_submission,
 )
 
+if TYPE_CHECKING:
+    import numpy as np
+    from transformers import BatchEncoding, PreTrainedTokenizerFast
+
 logger = logging.getLogger(__name__)
 
 # The tag of a word that truncation cut off: "no slot", the tag of most words, and one that starts no entity.
@@ -83,8 +89,16 @@ class SlotTrainingArguments(CheckedTrainingArguments):
 ARGUMENT_CLASSES = (ModelArguments, UtteranceDataArguments, SlotTrainingArguments)
 
 
-def words_with_pieces(utterances, tokenizer):
-    """Each utterance's words, those that the tokenizer turns into no piece at all replaced by its unknown token."""
+def words_with_pieces(utterances: list[list[str]], tokenizer: "PreTrainedTokenizerFast") -> list[list[str]]:
+    """Each utterance's words, those that the tokenizer turns into no piece at all replaced by its unknown token.
+
+    Args:
+        utterances: each utterance's words.
+        tokenizer: a fast tokenizer.
+
+    Returns:
+        New lists of words, one per utterance.
+    """
     encodings = tokenizer(utterances, is_split_into_words=True, add_special_tokens=False)
     replaced = []
     for index, words in enumerate(utterances):
@@ -93,12 +107,26 @@ def words_with_pieces(utterances, tokenizer):
     return replaced
 
 
-def prepare_slot_features(examples, tokenizer, max_seq_length, pad_to_max_length=False, label2id=None):
+def prepare_slot_features(
+    examples: Mapping[str, list],
+    tokenizer: "PreTrainedTokenizerFast",
+    max_seq_length: int,
+    pad_to_max_length: bool = False,
+    label2id: dict[str, int] | None = None,
+) -> "BatchEncoding":
     """Tokenizes the utterances (examples["tokens"]) word by word, each cut to max_seq_length tokens.
 
-    Returns the model inputs and `first_pieces`: for each utterance, the position of each word's first piece, or -1
-    for a word cut off by truncation. With `label2id` and examples["tags"], also `labels`: each word's tag id on its
-    first piece, IGNORED_LABEL everywhere else.
+    Args:
+        examples: a batch of load_slot_utterances records, by column.
+        tokenizer: a fast tokenizer.
+        max_seq_length: the most tokens of an utterance, special tokens included.
+        pad_to_max_length: pad every utterance to `max_seq_length` tokens, else none is padded.
+        label2id: {tag: id}, or None for no labels.
+
+    Returns:
+        The model inputs and `first_pieces`: for each utterance, the position of each word's first piece, or -1 for a
+        word cut off by truncation. With `label2id` and examples["tags"], also `labels`: each word's tag id on its
+        first piece, IGNORED_LABEL everywhere else.
     """
     words = words_with_pieces(examples["tokens"], tokenizer)
     features = tokenizer(
@@ -127,9 +155,21 @@ def prepare_slot_features(examples, tokenizer, max_seq_length, pad_to_max_length
     return features
 
 
-def tags_per_word(predicted_ids, first_pieces, label_names):
+def tags_per_word(
+    predicted_ids: "np.ndarray", first_pieces: list[list[int]], label_names: list[str]
+) -> list[list[str]]:
     """One tag per word of each utterance: the label predicted on the word's first piece, or CUT_WORD_TAG for a word
-    cut off by truncation. predicted_ids[i][p] is the label id predicted at position p of utterance i."""
+    cut off by truncation.
+
+    Args:
+        predicted_ids: (utterances, positions) label ids: predicted_ids[i][p] is the one predicted at position p of
+            utterance i.
+        first_pieces: prepare_slot_features' `first_pieces`.
+        label_names: the tag of each label id.
+
+    Returns:
+        Each utterance's tags, one per word.
+    """
     return [
         [label_names[predicted_ids[index][position]] if position >= 0 else CUT_WORD_TAG for position in positions]
         for index, positions in enumerate(first_pieces)
@@ -160,7 +200,8 @@ def predicted_label_ids(logits, labels):
     return logits.argmax(dim=-1)
 
 
-def main():
+def main() -> None:
+    """Trains, evaluates and predicts slot tags as the command line (sys.argv) says; see the top of this module."""
     model_args, data_args, training_args = start_run(ARGUMENT_CLASSES)
 
     # Read and check every input before anything is written.

@@ -112,7 +112,9 @@ def build_dataset(questions, context, tokenizer, data_args, description):
     )
 
 
-def main():
+def main() -> None:
+    """Trains, evaluates and predicts paragraph selection as the command line (sys.argv) says; see the top of this
+    module."""
     model_args, data_args, training_args = start_run(ARGUMENT_CLASSES)
 
     # Read and check every input before anything is written.

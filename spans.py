@@ -9,9 +9,14 @@ decoding.py); `merge_character_spans` merges the windows of one paragraph by cha
 """
 
 import collections
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from features import Window
 
 N_BEST_SIZE = 20
 # The most spans kept per window and paragraph: a bound that keeps the n-best lists (and the files that list them)
@@ -56,7 +61,13 @@ def paragraph_runs(char_starts):
     return [runs == run for run in range(count)]
 
 
-def best_spans_of_windows(all_start_logits, all_end_logits, all_char_starts, max_answer_length, n_best_size):
+def best_spans_of_windows(
+    all_start_logits: Sequence[np.ndarray],
+    all_end_logits: Sequence[np.ndarray],
+    all_char_starts: Sequence[np.ndarray],
+    max_answer_length: int,
+    n_best_size: int,
+) -> list[WindowSpans]:
     """For each window, its `n_best_size` highest-scoring valid spans (a WindowSpans).
 
     A span is valid when all its tokens are paragraph tokens (char_starts >= 0) of one run (paragraph_runs: a span
@@ -64,6 +75,16 @@ def best_spans_of_windows(all_start_logits, all_end_logits, all_char_starts, max
     long. All valid spans of a chunk of runs are scored at once: scores[r, i, k] = start_logit[r, i] +
     end_logit[r, i + k], the span of run r from token i to token i + k. Ties keep the order of the start token, then
     of the length.
+
+    Args:
+        all_start_logits, all_end_logits: each window's logits, one per token (longer arrays are read up to the
+            window's length, that of its char_starts).
+        all_char_starts: each window's character_offsets starts: -1 for the tokens outside the paragraph.
+        max_answer_length: the most tokens of a span.
+        n_best_size: the most spans kept per window.
+
+    Returns:
+        One WindowSpans per window, in order.
     """
     runs = [(w, run) for w, char_starts in enumerate(all_char_starts) for run in paragraph_runs(char_starts)]
     spans_of_runs = []
@@ -148,18 +169,34 @@ def _log_partitions(start_scores, end_scores, max_answer_length):
         return (finite_top + np.log(np.sum(np.exp(terms - finite_top), axis=1, keepdims=True)))[:, 0]
 
 
-def character_spans(window_spans, char_starts, char_ends):
-    """A window's best spans in characters: (starts, ends, scores, start token, end token) arrays."""
+def character_spans(
+    window_spans: WindowSpans, char_starts: np.ndarray, char_ends: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A window's best spans in characters.
+
+    Args:
+        window_spans: the window's best spans, in tokens.
+        char_starts, char_ends: the window's character_offsets.
+
+    Returns:
+        (starts, ends, scores, start tokens, end tokens) arrays, the spans in the order of `window_spans`.
+    """
     starts, ends = window_spans.start_tokens, window_spans.end_tokens
     return char_starts[starts], char_ends[ends], window_spans.scores, starts, ends
 
 
-def merge_character_spans(pieces, n_best_size):
+def merge_character_spans(pieces: list[Sequence[np.ndarray]], n_best_size: int) -> list[np.ndarray] | None:
     """The `n_best_size` best distinct character spans of the windows of one paragraph, best first.
 
-    `pieces` holds, window by window in the paragraph's order, arrays (starts, ends, scores, ...extra). A span found
-    in two windows (they overlap) keeps its better score; ties keep the windows' order. Returns the same arrays,
-    merged."""
+    A span found in two windows (they overlap) keeps its better score; ties keep the windows' order.
+
+    Args:
+        pieces: window by window in the paragraph's order, arrays (starts, ends, scores, ...extra).
+        n_best_size: the most spans kept.
+
+    Returns:
+        The same arrays, merged; None when there are no pieces.
+    """
     if not pieces:
         return None
     columns = [np.concatenate(column) for column in zip(*pieces)]
@@ -170,9 +207,15 @@ def merge_character_spans(pieces, n_best_size):
     return [column[keep] for column in columns]
 
 
-def character_offsets(window):
-    """(char_starts, char_ends) of every token of a window's sequence: -1 outside the paragraph, and on the separators
-    of joined candidates."""
+def character_offsets(window: "Window") -> tuple[np.ndarray, np.ndarray]:
+    """The characters of every token of a window's sequence.
+
+    Args:
+        window: a features.Window.
+
+    Returns:
+        (char_starts, char_ends) int64 arrays: -1 outside the paragraph, and on the separators of joined candidates.
+    """
     starts = np.full(len(window.input_ids), -1, dtype=np.int64)
     ends = np.full(len(window.input_ids), -1, dtype=np.int64)
     starts[window.context_start : window.context_start + len(window.offsets)] = window.offsets[:, 0]

@@ -27,7 +27,7 @@ DEFAULT_FOLDERS = {"mc_model": ["paragraph-selection"], "qa_model": ["span-selec
 KEYS = ("mc_model", "qa_model", "top_k_paragraphs", "end_to_end")
 
 
-def read_settings(models_dir) -> dict | None:
+def read_settings(models_dir: str | Path) -> dict | None:
     """The settings of models_dir/inference.json, checked; None when there is no such file.
 
     Args:

@@ -15,7 +15,9 @@ import hashlib
 import itertools
 import json
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tokenizers
@@ -23,8 +25,13 @@ import tokenizers
 from adl_data import CANDIDATE_SEPARATOR, join_candidates
 from cli import InputError
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
-def truncate_questions(questions: list[str], tokenizer, max_question_length: int) -> list[str]:
+
+def truncate_questions(
+    questions: list[str], tokenizer: "PreTrainedTokenizerFast", max_question_length: int
+) -> list[str]:
     """Cuts each question after its first `max_question_length` tokens, with the tokenizer's own call: the reference
     that tests and benchmarks compare question_token_ids with.
 
@@ -45,7 +52,9 @@ def truncate_questions(questions: list[str], tokenizer, max_question_length: int
     return truncated
 
 
-def question_token_ids(questions: list[str], tokenizer, max_question_length: int) -> list[np.ndarray]:
+def question_token_ids(
+    questions: list[str], tokenizer: "PreTrainedTokenizerFast", max_question_length: int
+) -> list[np.ndarray]:
     """The token ids of each question, cut to `max_question_length` tokens, for both stages: those of
     truncate_questions' text (a question that is cut is tokenized again, since the cut text may not split into the
     same first tokens).
@@ -196,7 +205,7 @@ def _encodings_to_tokens(encodings):
     ]
 
 
-def tokenize_texts(texts: list[str], tokenizer) -> list[TokenizedText]:
+def tokenize_texts(texts: list[str], tokenizer: "PreTrainedTokenizerFast") -> list[TokenizedText]:
     """Tokenizes each text once, without special tokens, with offsets, into compact arrays (a paragraph of a million
     characters takes about 16 bytes a token instead of the tokenizer's Python lists). Exactly what the tokenizer
     itself gives (`tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)`): for BERT-family
@@ -300,7 +309,7 @@ def _tokenize_at_ideographs(texts, backend):
     ]
 
 
-def candidate_separator_ids(tokenizer) -> np.ndarray:
+def candidate_separator_ids(tokenizer: "PreTrainedTokenizerFast") -> np.ndarray:
     """The tokens of adl_data.CANDIDATE_SEPARATOR, which stand between joined candidate paragraphs.
 
     Args:
@@ -318,7 +327,9 @@ def candidate_separator_ids(tokenizer) -> np.ndarray:
     return ids
 
 
-def join_tokens(paragraph_tokens: list[TokenizedText], separator_ids: np.ndarray, starts) -> TokenizedText:
+def join_tokens(
+    paragraph_tokens: list[TokenizedText], separator_ids: np.ndarray, starts: Sequence[int]
+) -> TokenizedText:
     """The TokenizedText of paragraphs joined into one text (adl_data.join_candidates): each paragraph's own tokens,
     their offsets moved to where it starts in the joined text (`starts`), and `separator_ids` between consecutive
     paragraphs with offsets (-1, -1). The separator belongs to no paragraph, so no answer starts, ends or crosses

@@ -11,9 +11,11 @@ import shlex
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import datasets
 import transformers
@@ -27,6 +29,9 @@ from cli import InputError, OneLineErrors, one_line, run_main, short_number
 from features import MAX_QUESTION_LENGTH, MAX_SEQ_LENGTH
 from outputs import check_output_folder, write_predictions_csv
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast, Trainer
+
 logger = logging.getLogger(__name__)
 
 # Upper bounds that keep memory sane: processes spawned, sequences per device batch.
@@ -36,6 +41,10 @@ MAX_BATCH_SIZE = 4096
 
 @dataclass
 class ModelArguments:
+    """The model flags of every training script: the model, config and tokenizer to start from (Hub ids or local
+    folders) and how to load them (cache, revision, the repository's own code), from random weights or with changes
+    to the config."""
+
     model_name_or_path: str = field(
         metadata={"help": "Hub id (e.g. bert-base-chinese, hfl/chinese-macbert-base) or local directory of the model."}
     )
@@ -95,16 +104,28 @@ class DataArguments:
         require_at_most(self, MAX_WORKERS, "preprocessing_num_workers")
 
 
-def require_at_least(arguments, minimum, *names):
-    """Refuses, at parse time, a numeric flag below `minimum` or not a finite number (None means "not given")."""
+def require_at_least(arguments: object, minimum: int | float, *names: str) -> None:
+    """Refuses, at parse time, a numeric flag below `minimum` or not a finite number (None means "not given").
+
+    Args:
+        arguments: the dataclass of arguments, in its __post_init__.
+        minimum: the smallest value accepted.
+        *names: the fields to check.
+    """
     for name in names:
         value = getattr(arguments, name)
         if value is not None and not (math.isfinite(value) and value >= minimum):
             raise ValueError(f"--{name} {value}: must be a number of at least {minimum}")
 
 
-def require_at_most(arguments, maximum, *names):
-    """Refuses, at parse time, a numeric flag above `maximum`: a bound that keeps memory sane (None: not given)."""
+def require_at_most(arguments: object, maximum: int | float, *names: str) -> None:
+    """Refuses, at parse time, a numeric flag above `maximum`: a bound that keeps memory sane (None: not given).
+
+    Args:
+        arguments: the dataclass of arguments, in its __post_init__.
+        maximum: the largest value accepted.
+        *names: the fields to check.
+    """
     for name in names:
         value = getattr(arguments, name)
         if value is not None and value > maximum:
@@ -207,8 +228,18 @@ def check_launch(training_args):
         )
 
 
-def start_run(argument_classes):
-    """Parses (model, data, training) arguments, sets up logging, and checks that the run has the files it needs."""
+def start_run(
+    argument_classes: tuple[type, type, type],
+) -> tuple[ModelArguments, DataArguments, CheckedTrainingArguments]:
+    """Parses (model, data, training) arguments, sets up logging, and checks that the run has the files it needs
+    (check_data_arguments: at least one of --do_train, --do_eval and --do_predict, each with its file flag).
+
+    Args:
+        argument_classes: the script's ARGUMENT_CLASSES, its model, data and training argument dataclasses.
+
+    Returns:
+        (model_args, data_args, training_args), instances of those classes.
+    """
     model_args, data_args, training_args = parse_arguments(argument_classes)
     setup_logging(training_args)
     check_data_arguments(data_args, training_args)
@@ -227,9 +258,19 @@ def check_data_arguments(data_args, training_args):
             raise InputError(f"{action} needs {file_flag}")
 
 
-def check_run_outputs(model_args, data_args, training_args, resume_from):
+def check_run_outputs(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    resume_from: str | None,
+) -> None:
     """Checks, before any model loads, that what the run writes (--output_dir: the model, checkpoints, metrics,
-    predictions) lands on nothing it reads (outputs.check_output_folder) and does not train over a finished run."""
+    predictions) lands on nothing it reads (outputs.check_output_folder) and does not train over a finished run.
+
+    Args:
+        model_args, data_args, training_args: the run's arguments.
+        resume_from: the checkpoint training continues from (checkpoints.checkpoint_to_resume), or None.
+    """
     data_files = [data_args.train_file, data_args.validation_file, data_args.test_file]
     data_files.append(getattr(data_args, "context_file", None))
     model_folders_read = model_folders(model_args)
@@ -247,8 +288,16 @@ def check_run_outputs(model_args, data_args, training_args, resume_from):
         )
 
 
-def dry_run_ends(training_args, model_args) -> bool:
-    """With --dry_run, says that every check passed and returns True: the script stops there."""
+def dry_run_ends(training_args: CheckedTrainingArguments, model_args: ModelArguments) -> bool:
+    """With --dry_run, says that every check passed and returns True: the script stops there.
+
+    Args:
+        training_args: the run's training arguments.
+        model_args: its model arguments (for the message).
+
+    Returns:
+        Whether --dry_run was given.
+    """
     if training_args.dry_run:
         logger.info(
             f"Dry run: the flags, the data files, --output_dir {training_args.output_dir} and the config and "
@@ -258,11 +307,18 @@ def dry_run_ends(training_args, model_args) -> bool:
 
 
 @contextlib.contextmanager
-def reported_write_errors(folder):
+def reported_write_errors(folder: str) -> Iterator[None]:
     """Turns a failed write into the run's folder (a full disk, a read-only or lost file system) into one line. The
     Trainer's writers raise OSError, safetensors' SafetensorError, or torch's RuntimeError from its C++ writer, which
     say little, so the folder is probed: an error while the folder can be written is re-raised as it was. A
-    checkpoint cut short by the failure is skipped when the run resumes (checkpoints.checkpoint_problem)."""
+    checkpoint cut short by the failure is skipped when the run resumes (checkpoints.checkpoint_problem).
+
+    Args:
+        folder: the run's --output_dir.
+
+    Returns:
+        A context manager around the run's training, evaluation and prediction.
+    """
     try:
         yield
     except (OSError, RuntimeError, SafetensorError) as error:
@@ -310,12 +366,23 @@ def setup_logging(training_args):
     )
 
 
-def load_labelled_splits(data_args, training_args, load_records, label_field):
+def load_labelled_splits(
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    load_records: Callable[[str, bool], list[dict]],
+    label_field: str,
+) -> tuple[dict[str, list[dict]], list[str] | None]:
     """Reads and validates the files of a classification run (intent or slot).
 
-    Returns {"train", "eval", "predict": records} for the splits asked for, each cut to its --max_*_samples, and the
-    label names of the whole training file, sorted (None without --do_train). `load_records(path, need_labels)` reads
-    one file; `label_field` holds a record's label, or its list of labels.
+    Args:
+        data_args, training_args: the run's arguments (the files, the splits asked for, --max_*_samples).
+        load_records: load_records(path, need_labels) reads one file (adl_data.load_intent_utterances,
+            load_slot_utterances).
+        label_field: the field that holds a record's label, or its list of labels.
+
+    Returns:
+        ({"train", "eval", "predict": records} for the splits asked for, each cut to its --max_*_samples; the label
+        names of the whole training file, sorted, or None without --do_train).
     """
     splits, label_names = {}, None
     if training_args.do_train:
@@ -333,9 +400,25 @@ def _as_list(value):
     return value if isinstance(value, list) else [value]
 
 
-def task_label_names(model, model_args, data_args, splits, label_field):
+def task_label_names(
+    model: "PreTrainedModel",
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    splits: dict[str, list[dict]],
+    label_field: str,
+) -> list[str]:
     """The label names the model predicts, in the order of its outputs (config id2label), after checking that the
-    model has some and that every label of the validation split is among them."""
+    model has some and that every label of the validation split is among them.
+
+    Args:
+        model: the loaded model.
+        model_args, data_args: the run's arguments (for the messages).
+        splits: load_labelled_splits' records.
+        label_field: the field that holds a record's label, or its list of labels.
+
+    Returns:
+        One name per output of the model.
+    """
     names = [model.config.id2label[index] for index in range(model.config.num_labels)]
     # A model never trained on a task has the config's default names LABEL_0, LABEL_1... Those of a training file may
     # be LABEL_0, LABEL_1... too: a run that trains, or a checkpoint saved by one (its config names the model's class
@@ -356,9 +439,26 @@ def task_label_names(model, model_args, data_args, splits, label_field):
     return names
 
 
-def tokenize_utterances(splits, prepare_features, tokenizer, data_args, label2id):
-    """{split: features} for the utterance records of each split (intent or slot), made in batches by
-    prepare_features(examples, tokenizer, max_seq_length, pad_to_max_length, label2id)."""
+def tokenize_utterances(
+    splits: dict[str, list[dict]],
+    prepare_features: Callable[..., Mapping[str, list]],
+    tokenizer: "PreTrainedTokenizerFast",
+    data_args: DataArguments,
+    label2id: dict[str, int],
+) -> dict[str, Dataset]:
+    """The features of the utterance records of each split (intent or slot), made in batches.
+
+    Args:
+        splits: load_labelled_splits' records.
+        prepare_features: prepare_features(examples, tokenizer, max_seq_length, pad_to_max_length, label2id) makes a
+            batch's features.
+        tokenizer: a fast tokenizer.
+        data_args: the run's data arguments (--max_seq_length, --pad_to_max_length, --preprocessing_num_workers).
+        label2id: {label: id}.
+
+    Returns:
+        {split: features}, without the records' own columns.
+    """
     options = {
         "tokenizer": tokenizer,
         "max_seq_length": data_args.max_seq_length,
@@ -377,9 +477,16 @@ def tokenize_utterances(splits, prepare_features, tokenizer, data_args, label2id
     }
 
 
-def write_submission(trainer, records, predictions, column):
+def write_submission(trainer: "Trainer", records: list[dict], predictions: list[str], column: str) -> None:
     """Writes pred.csv to --output_dir (on the main process): header `id,<column>`, then each record's id and its
-    prediction, in order."""
+    prediction, in order.
+
+    Args:
+        trainer: the run's Trainer.
+        records: the predicted records, with their "id".
+        predictions: each record's prediction.
+        column: the name of the second column.
+    """
     if trainer.is_world_process_zero():
         ids = [record["id"] for record in records]
         path = os.path.join(trainer.args.output_dir, "pred.csv")
@@ -387,8 +494,14 @@ def write_submission(trainer, records, predictions, column):
         logger.info(f"Wrote the predicted {column} of {len(ids)} utterances to {path}")
 
 
-def train_and_save(trainer, resume_from, train_samples):
-    """Trains (from `resume_from` when given), then saves the model with its tokenizer, the metrics and the state."""
+def train_and_save(trainer: "Trainer", resume_from: str | None, train_samples: int) -> None:
+    """Trains (from `resume_from` when given), then saves the model with its tokenizer, the metrics and the state.
+
+    Args:
+        trainer: the run's Trainer.
+        resume_from: the checkpoint to continue from (checkpoints.checkpoint_to_resume), or None.
+        train_samples: the number of training features, saved with the metrics.
+    """
     result = trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_model()
     logger.info(f"Saved the model and its tokenizer to {trainer.args.output_dir}")
@@ -396,15 +509,27 @@ def train_and_save(trainer, resume_from, train_samples):
     trainer.save_state()
 
 
-def evaluate_and_save(trainer, eval_samples, **evaluate_options):
-    """Evaluates, then logs the metrics and saves them to eval_results.json (and all_results.json)."""
+def evaluate_and_save(trainer: "Trainer", eval_samples: int, **evaluate_options: object) -> None:
+    """Evaluates, then logs the metrics and saves them to eval_results.json (and all_results.json).
+
+    Args:
+        trainer: the run's Trainer.
+        eval_samples: the number of evaluation examples, saved with the metrics.
+        **evaluate_options: for trainer.evaluate.
+    """
     metrics = trainer.evaluate(**evaluate_options)
     save_metrics(trainer, "eval", {**metrics, "eval_samples": eval_samples})
 
 
-def save_metrics(trainer, split, metrics):
+def save_metrics(trainer: "Trainer", split: str, metrics: dict[str, float]) -> None:
     """Logs a split's metrics and saves them (<split>_results.json, all_results.json) as strict JSON: a value that
-    is not a finite number (a loss that diverged) is saved as null, with a warning, since strict readers refuse NaN."""
+    is not a finite number (a loss that diverged) is saved as null, with a warning, since strict readers refuse NaN.
+
+    Args:
+        trainer: the run's Trainer.
+        split: the split's name ("train", "eval").
+        metrics: {name: value}.
+    """
     not_finite = sorted(k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v))
     if not_finite:
         logger.warning(f"{split} metrics {', '.join(not_finite)} are not finite numbers: saved as null")
@@ -413,7 +538,16 @@ def save_metrics(trainer, split, metrics):
     trainer.save_metrics(split, metrics)
 
 
-def first_n(records, n):
+def first_n(records: list, n: int | None) -> list:
+    """The first `n` records (--max_*_samples), or all of them when `n` is None.
+
+    Args:
+        records: the records.
+        n: how many to keep, or None.
+
+    Returns:
+        `records` itself when `n` is None, else a new list.
+    """
     return records if n is None else records[:n]
 
 

@@ -7,14 +7,16 @@ utils_qa.py), on the project's own pieces, so that code can move between the two
   (end-to-end span selection);
 - `postprocess_qa_predictions`: the start/end logits of every window back to an answer text (spans.py).
 
-`examples` is a batch (dict of lists) or a datasets.Dataset with `id`, `question`, `context` and, for training,
-SQuAD-style `answers` ({"text": [...], "answer_start": [...]}); paragraph selection's has `question`, `candidates` and
-`label`.
+`examples` is a batch (a dict of lists, or what datasets' map(batched=True) passes; postprocess_qa_predictions also
+takes a datasets.Dataset) with `id`, `question`, `context` and, for training, SQuAD-style `answers` ({"text": [...],
+"answer_start": [...]}); paragraph selection's has `question`, `candidates` and `label`.
 """
 
 import collections
 import logging
 import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,17 +39,33 @@ from spans import (
 )
 from tokens import question_token_ids, tokenize_texts
 
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerFast
+
 logger = logging.getLogger(__name__)
 
 
 def prepare_multiple_choice_features(
-    examples, tokenizer, max_seq_length=MAX_SEQ_LENGTH, pad_to_max_length=False, max_question_length=MAX_QUESTION_LENGTH
-):
-    """Pairs each question with each of its candidate paragraphs (the paragraph cut to fit `max_seq_length`).
+    examples: Mapping[str, list],
+    tokenizer: "PreTrainedTokenizerFast",
+    max_seq_length: int = MAX_SEQ_LENGTH,
+    pad_to_max_length: bool = False,
+    max_question_length: int = MAX_QUESTION_LENGTH,
+) -> dict[str, list]:
+    """Pairs each question with each of its candidate paragraphs (the paragraph cut to fit `max_seq_length`). Each
+    distinct paragraph is tokenized once.
 
-    `examples` has `question` (str) and `candidates` (list of paragraph texts, any number >= 1) per example, and
-    optionally `label` (index of the relevant candidate). Returns per example a list of encodings, one per candidate,
-    and `labels` when labels were given. Each distinct paragraph is tokenized once.
+    Args:
+        examples: `question` (str) and `candidates` (list of paragraph texts, any number >= 1) per example, and
+            optionally `label` (index of the relevant candidate).
+        tokenizer: a fast tokenizer.
+        max_seq_length: the most tokens of a pair.
+        pad_to_max_length: pad every pair to `max_seq_length` tokens, else none is padded.
+        max_question_length: the most tokens a question keeps.
+
+    Returns:
+        {model input: per example a list of values, one per candidate}, and `labels` when labels were given.
     """
     template = PairTemplate.of(tokenizer)
     questions = question_token_ids(examples["question"], tokenizer, max_question_length)
@@ -70,15 +88,26 @@ def prepare_multiple_choice_features(
 
 
 def prepare_train_features(
-    examples,
-    tokenizer,
-    max_seq_length=MAX_SEQ_LENGTH,
-    doc_stride=DOC_STRIDE,
-    pad_to_max_length=False,
-    max_question_length=MAX_QUESTION_LENGTH,
-):
+    examples: Mapping[str, list],
+    tokenizer: "PreTrainedTokenizerFast",
+    max_seq_length: int = MAX_SEQ_LENGTH,
+    doc_stride: int = DOC_STRIDE,
+    pad_to_max_length: bool = False,
+    max_question_length: int = MAX_QUESTION_LENGTH,
+) -> dict[str, list]:
     """Windows with `start_positions`/`end_positions`: the answer's first and last token, or the CLS index in windows
-    that do not hold the whole answer."""
+    that do not hold the whole answer.
+
+    Args:
+        examples: SQuAD-style examples with `answers` (the top of this module).
+        tokenizer: a fast tokenizer.
+        max_seq_length, doc_stride: the windows (features.question_windows).
+        pad_to_max_length: pad every window to `max_seq_length` tokens, else none is padded.
+        max_question_length: the most tokens a question keeps.
+
+    Returns:
+        {column: one value per window}: the model inputs, `start_positions` and `end_positions`.
+    """
     features = window_features(examples, tokenizer, max_seq_length, doc_stride, pad_to_max_length, max_question_length)
     add_answer_positions(features, examples, tokenizer)
     del features["windows"], features["example_index"]
@@ -86,18 +115,28 @@ def prepare_train_features(
 
 
 def prepare_validation_features(
-    examples,
-    tokenizer,
-    max_seq_length=MAX_SEQ_LENGTH,
-    doc_stride=DOC_STRIDE,
-    pad_to_max_length=False,
-    max_question_length=MAX_QUESTION_LENGTH,
-):
+    examples: Mapping[str, list],
+    tokenizer: "PreTrainedTokenizerFast",
+    max_seq_length: int = MAX_SEQ_LENGTH,
+    doc_stride: int = DOC_STRIDE,
+    pad_to_max_length: bool = False,
+    max_question_length: int = MAX_QUESTION_LENGTH,
+) -> dict[str, list]:
     """Windows with `example_id` and `offset_mapping` (None for tokens outside the paragraph, the separators of joined
     candidates included), for post-processing.
 
     When the examples have `answers`, the windows also get `start_positions`/`end_positions` (as in training), so
     that the Trainer reports an evaluation loss comparable to the training loss.
+
+    Args:
+        examples: SQuAD-style examples (the top of this module).
+        tokenizer: a fast tokenizer.
+        max_seq_length, doc_stride: the windows (features.question_windows).
+        pad_to_max_length: pad every window to `max_seq_length` tokens, else none is padded.
+        max_question_length: the most tokens a question keeps.
+
+    Returns:
+        {column: one value per window}: the model inputs, `example_id` and `offset_mapping`, and the answer positions.
     """
     features = window_features(examples, tokenizer, max_seq_length, doc_stride, pad_to_max_length, max_question_length)
     if "answers" in examples:
@@ -114,25 +153,40 @@ def prepare_validation_features(
 
 
 def postprocess_qa_predictions(
-    examples,
-    features,
-    predictions,
-    version_2_with_negative=False,
-    n_best_size=N_BEST_SIZE,
-    max_answer_length=MAX_ANSWER_LENGTH,
-    null_score_diff_threshold=0.0,
-    output_dir=None,
-    prefix=None,
-    log_level=logging.WARNING,
-):
+    examples: "Dataset | Mapping[str, list]",
+    features: "Dataset | Mapping[str, list]",
+    predictions: tuple[np.ndarray | Sequence[np.ndarray], np.ndarray | Sequence[np.ndarray]],
+    version_2_with_negative: bool = False,
+    n_best_size: int = N_BEST_SIZE,
+    max_answer_length: int = MAX_ANSWER_LENGTH,
+    null_score_diff_threshold: float = 0.0,
+    output_dir: str | None = None,
+    prefix: str | None = None,
+    log_level: int = logging.WARNING,
+) -> dict[str, str]:
     """Maps the start/end logits of every window back to an answer text per example.
 
-    `predictions` is (start_logits, end_logits), each indexable by window: a 2-D array (padding beyond a window's
-    length is ignored) or a list of 1-D arrays. Every window of an example is searched for its best spans; the
-    example's answer is the best of all of them. Without `version_2_with_negative`, an answer is never empty unless
-    no window has a valid span. Returns {example id: answer text} in the order of `examples`; with `output_dir`, also
-    writes `predictions.json` and `nbest_predictions.json` (the `n_best_size` best distinct spans, prefixed with
-    `prefix_`).
+    Every window of an example is searched for its best spans; the example's answer is the best of all of them.
+    Without `version_2_with_negative`, an answer is never empty unless no window has a valid span.
+
+    Args:
+        examples: the examples, with `id` and `context`.
+        features: prepare_validation_features' windows of them (`example_id`, `offset_mapping`).
+        predictions: (start_logits, end_logits), each indexable by window: a 2-D array (padding beyond a window's
+            length is ignored) or a list of 1-D arrays.
+        version_2_with_negative: an answer may be empty (SQuAD 2.0): the empty answer wins when the lowest of its
+            windows' null scores (start and end logits at position 0) beats the best span by more than
+            `null_score_diff_threshold`.
+        n_best_size: the most spans kept per example (nbest_predictions.json).
+        max_answer_length: the most tokens of an answer.
+        null_score_diff_threshold: see `version_2_with_negative`.
+        output_dir: an existing folder to write `predictions.json` and `nbest_predictions.json` (the `n_best_size`
+            best distinct spans) to, and with `version_2_with_negative` `null_odds.json`; None writes nothing.
+        prefix: the files' names are prefixed with `prefix_` when given.
+        log_level: the level of this module's logger.
+
+    Returns:
+        {example id: answer text} in the order of `examples`.
     """
     if len(predictions) != 2:
         raise ValueError("`predictions` should be a tuple with two elements (start_logits, end_logits).")
