@@ -13,12 +13,12 @@ MODEL_SOURCE="${MODEL_SOURCE:-}"
 # a CPU, on the sample data in samples/. They make run.sh work end to end, but their answers are close to random.
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# The project folder, through symlinks (ln -s /project/download.sh elsewhere/ still installs into /project/models).
+here="$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")"
+me=download.sh
+source "$here/preflight.sh"
+
 models="$here/models"
-python="${PYTHON:-python3}"
-if [ -z "${PYTHON:-}" ] && [ -x "$here/.venv/bin/python" ]; then
-  python="$here/.venv/bin/python"
-fi
 stages=(paragraph-selection span-selection)
 
 # Moves the two stage folders found under $1 into models/, replacing what was there.

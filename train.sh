@@ -28,7 +28,8 @@
 # the figures and results.md / results.csv to OUTPUT_ROOT/curves/STAGE. A run folder that already holds checkpoints
 # resumes from the last one: delete it to start over.
 # LAUNCHER="torchrun --nproc_per_node 2" (environment) trains on 2 GPUs; the effective batch then doubles. PYTHON
-# (environment) is the Python that runs the scripts (default: python on PATH).
+# (environment) is the Python that runs the scripts (default: the project's .venv/bin/python when it exists, else
+# python3); one that cannot import the requirements is named in one line (preflight.sh).
 #
 # Hyperparameters of qa, for a pretrained Chinese BERT-family base (known validation results for this homework, not
 # re-measured here: paragraph selection accuracy ~0.96, span selection exact match ~0.80 with bert-base-chinese,
@@ -72,8 +73,9 @@
 
 set -euo pipefail
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-python=${PYTHON:-python}
+# The project folder, through symlinks (ln -s /project/train.sh elsewhere/ still runs the project's scripts).
+here=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
+me=train.sh
 
 usage() {
     cat >&2 <<EOF
@@ -144,6 +146,8 @@ if [[ -n $max_train_samples && ! $max_train_samples =~ ^[1-9][0-9]*$ ]]; then
     fail "--max_train_samples must be a positive integer, got '$max_train_samples'"
 fi
 read -r -a model_list <<<"$models"
+
+source "$here/preflight.sh"
 read -r -a launcher <<<"${LAUNCHER:-$python}"
 
 # The output folder of a model: a local directory's own name, a Hub id with "/" as "_"; "-scratch" from scratch.
@@ -219,7 +223,7 @@ for model in "${model_list[@]}"; do
         set_stage "$stage"
         read -r -a stage_only <<<"${stage_only_flags[$stage]:-}"
         echo "=== $model: $stage -> $run_dir/$stage"
-        "${launcher[@]}" "$HERE/$script" --model_name_or_path "$model" "${model_flags[@]}" "${common_flags[@]}" \
+        "${launcher[@]}" "$here/$script" --model_name_or_path "$model" "${model_flags[@]}" "${common_flags[@]}" \
             "${stage_flags[@]}" --num_train_epochs "${epochs[$stage]}" --output_dir "$run_dir/$stage" \
             "${extra_flags[@]}" "${stage_only[@]}"
     done
@@ -235,5 +239,5 @@ for stage in "${stages[@]}"; do
         fi
     done
     echo "=== $stage: curves and results table -> $output_root/curves/$stage"
-    "$python" "$HERE/plot_curves.py" "${run_dirs[@]}" --names "${names[@]}" --output_dir "$output_root/curves/$stage"
+    "$python" "$here/plot_curves.py" "${run_dirs[@]}" --names "${names[@]}" --output_dir "$output_root/curves/$stage"
 done
