@@ -1,12 +1,15 @@
 """run.sh, train.sh and download.sh as shell scripts, in copies of the project: what they share (preflight.sh: the
-project found through symlinks, the interpreter checked in one line)."""
+project found through symlinks, the interpreter checked in one line) and run.sh's arguments."""
 
+import csv
 import subprocess
 import sys
 
 import pytest
+import torch
+from transformers import AutoModelForMultipleChoice, AutoModelForQuestionAnswering
 
-from conftest import ROOT, SAMPLES, run_script
+from conftest import ROOT, SAMPLES, read_json, run_script, save_random_models, write_json
 
 SCRIPTS = ["run.sh", "train.sh", "download.sh"]
 
@@ -25,6 +28,26 @@ def stderr_lines(result):
     return result.stderr.strip().splitlines()
 
 
+def read_csv(path):
+    with open(path, encoding="utf-8", newline="") as file:
+        return list(csv.reader(file))
+
+
+@pytest.fixture(scope="module")
+def project(tiny_base, tmp_path_factory):
+    """A copy of the project with random-weight checkpoints of both stages in models/ (the user's own)."""
+    copy = copy_project(tmp_path_factory.mktemp("project") / "project")
+    torch.manual_seed(0)
+    save_random_models(tiny_base, [(copy / "models" / "paragraph-selection", AutoModelForMultipleChoice),
+                                   (copy / "models" / "span-selection", AutoModelForQuestionAnswering)])
+    return copy
+
+
+@pytest.fixture(scope="module")
+def small_test(tmp_path_factory):
+    return write_json(tmp_path_factory.mktemp("small") / "test.json", read_json(SAMPLES / "test.json")[:4])
+
+
 @pytest.fixture(scope="module")
 def bare_python(tmp_path_factory):
     """A virtual environment without numpy, torch or transformers."""
@@ -35,6 +58,39 @@ def bare_python(tmp_path_factory):
 
 def bash(script, *args, cwd, **env):
     return run_script(script, *args, cwd=cwd, env={"PYTHON": sys.executable, "MODEL_SOURCE": "", **env}, check=False)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# run.sh's arguments
+
+
+def test_run_sh_through_a_symlink_runs_the_project(project, small_test, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "run.sh").symlink_to(project / "run.sh")
+    result = bash(elsewhere / "run.sh", SAMPLES / "context.json", small_test, "pred.csv", cwd=elsewhere)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [row[0] for row in read_csv(elsewhere / "pred.csv")] == ["id"] + [q["id"] for q in read_json(small_test)]
+    assert f"Loaded the paragraph-selection model from {project}/models/paragraph-selection" in result.stderr
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["pred.csv", "run.sh"]
+
+
+def test_run_sh_takes_paths_that_start_with_a_dash(project, small_test, tmp_path):
+    (tmp_path / "-context.json").write_bytes((SAMPLES / "context.json").read_bytes())
+    (tmp_path / "-test.json").write_bytes(small_test.read_bytes())
+    result = bash(project / "run.sh", "-context.json", "-test.json", "-pred.csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [row[0] for row in read_csv(tmp_path / "-pred.csv")] == ["id"] + [q["id"] for q in read_json(small_test)]
+
+
+@pytest.mark.parametrize("position,name", [(1, "CONTEXT_JSON"), (2, "TEST_JSON"), (3, "OUTPUT_CSV")])
+def test_run_sh_refuses_an_empty_argument_before_anything_runs(project, small_test, tmp_path, position, name):
+    arguments = [str(SAMPLES / "context.json"), str(small_test), str(tmp_path / "pred.csv")]
+    arguments[position - 1] = ""
+    result = bash(project / "run.sh", *arguments, cwd=tmp_path)
+    assert result.returncode == 2
+    assert stderr_lines(result) == [f"run.sh: {name} (argument {position}) is empty"]
+    assert list(tmp_path.iterdir()) == []
 
 
 # ---------------------------------------------------------------------------------------------------------------------
