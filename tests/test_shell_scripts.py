@@ -1,5 +1,6 @@
 """run.sh, train.sh and download.sh as shell scripts, in copies of the project: what they share (preflight.sh: the
-project found through symlinks, the interpreter checked in one line) and run.sh's arguments."""
+project found through symlinks, the interpreter checked in one line), run.sh's arguments, and train.sh's flags after
+`--`, its dry run of every stage before any training, and its reruns."""
 
 import csv
 import subprocess
@@ -135,3 +136,106 @@ def test_each_script_uses_the_project_venv_found_through_a_symlink(script, bare_
     assert stderr_lines(result) == [f"{script}: {project}/.venv/bin/python cannot import numpy, torch, transformers: "
                                     "install requirements.txt (README.md, Install)"]
     assert sorted(p.name for p in elsewhere.iterdir()) == [script]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# train.sh: flags after --, the dry run of every stage, finished stages, blank values
+
+QUICK = ["--max_steps", "1", "--eval_steps", "1", "--save_steps", "1", "--disable_tqdm", "true"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """The sample data, with 6 validation questions: quick evaluations."""
+    data = tmp_path_factory.mktemp("data")
+    for name in ("context.json", "train.json"):
+        (data / name).write_bytes((SAMPLES / name).read_bytes())
+    write_json(data / "valid.json", read_json(SAMPLES / "valid.json")[:6])
+    return data
+
+
+def train_sh(data_dir, tiny_base, output_root, *flags, **env):
+    return run_script(ROOT / "train.sh", "--data_dir", data_dir, "--models", tiny_base, "--from_scratch",
+                      "--max_train_samples", "8", "--output_root", output_root, *flags,
+                      env={"PYTHON": sys.executable, **env}, check=False)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir, tiny_base, tmp_path_factory):
+    """train.sh of both stages with a span-selection flag after --: (the run folder, train.sh's result)."""
+    output_root = tmp_path_factory.mktemp("train-sh") / "outputs"
+    result = train_sh(data_dir, tiny_base, output_root, "--", *QUICK, "--doc_stride", "32")
+    return output_root / f"{tiny_base.name}-scratch", result
+
+
+def test_train_sh_gives_a_flag_after_dashdash_to_the_stages_that_take_it(trained, tiny_base):
+    runs, result = trained
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    paragraph = read_json(runs / "paragraph-selection" / "config.json")["trained_with"]
+    span = read_json(runs / "span-selection" / "config.json")["trained_with"]
+    assert paragraph == {"stage": "paragraph-selection", "max_seq_length": 512, "max_question_length": 96}
+    assert span["stage"] == "span-selection" and span["doc_stride"] == 32 and span["max_seq_length"] == 512
+    for stage in ("paragraph-selection", "span-selection"):
+        assert read_json(runs / stage / "trainer_state.json")["global_step"] == 1
+    # Every stage is checked before the first one trains.
+    lines = [line for line in result.stdout.splitlines() if line.startswith("=== ")]
+    assert lines[:4] == [
+        f"=== {tiny_base}: paragraph-selection checked (--dry_run)",
+        f"=== {tiny_base}: span-selection checked (--dry_run)",
+        f"=== {tiny_base}: paragraph-selection -> {runs}/paragraph-selection",
+        f"=== {tiny_base}: span-selection -> {runs}/span-selection",
+    ]
+
+
+def test_train_sh_skips_finished_stages_and_still_draws_the_curves(trained, data_dir, tiny_base):
+    runs, first = trained
+    assert first.returncode == 0
+    finished = {stage: (runs / stage / "train_results.json").read_bytes() for stage in ("paragraph-selection", "span-selection")}
+    curves = runs.parent / "curves" / "span-selection" / "results.md"
+    curves.unlink()
+    result = train_sh(data_dir, tiny_base, runs.parent, "--", *QUICK, "--doc_stride", "32")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for stage, content in finished.items():
+        assert (runs / stage / "train_results.json").read_bytes() == content
+        assert (f"=== {tiny_base}: {stage} has finished ({runs}/{stage}/train_results.json): skipped (delete that "
+                "folder to train it again)") in result.stdout
+    assert "checked (--dry_run)" not in result.stdout and " -> " + str(runs) not in result.stdout
+    assert f"| {tiny_base.name}-scratch | 1 |" in curves.read_text(encoding="utf-8")
+
+
+def test_train_sh_refuses_a_stage_that_cannot_run_before_any_training(data_dir, tiny_base, tmp_path):
+    # 128 tokens leave span selection no room for train.sh's doc_stride 128: found before paragraph selection trains.
+    result = train_sh(data_dir, tiny_base, tmp_path / "outputs", "--", *QUICK, "--max_seq_length", "128")
+    assert result.returncode == 1
+    assert stderr_lines(result) == [
+        f"train.sh: {tiny_base}, span-selection: max_seq_length 128 leaves 29 tokens for the paragraph after a question "
+        "of up to 96 tokens, which must be more than doc_stride 128: raise max_seq_length or lower "
+        "max_question_length / doc_stride"
+    ]
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_train_sh_refuses_a_flag_that_no_stage_takes(data_dir, tiny_base, tmp_path):
+    result = train_sh(data_dir, tiny_base, tmp_path / "outputs", "--", "--seed", "7", "--doc_strde", "32")
+    assert result.returncode == 2
+    assert stderr_lines(result)[0] == ("error: --doc_strde: no stage takes this flag (run_swag.py, run_qa.py; see "
+                                       "python run_qa.py --help)")
+    assert stderr_lines(result)[1].startswith("usage: bash train.sh")
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("--models", "", "--models is blank: give one model or more (Hub ids or local folders)"),
+    ("--models", " \t", "--models is blank: give one model or more (Hub ids or local folders)"),
+    ("--data_dir", "", "--data_dir is blank: give the folder that holds the data files"),
+    ("--data_dir", "  ", "--data_dir is blank: give the folder that holds the data files"),
+    ("--output_root", " ", "--output_root is blank: give the folder for the runs (default: outputs)"),
+])  # fmt: skip
+def test_train_sh_refuses_a_blank_value(flag, value, message, tmp_path):
+    arguments = {"--data_dir": str(SAMPLES), "--models": "bert-base-chinese", "--output_root": str(tmp_path / "out")}
+    arguments[flag] = value
+    result = run_script(ROOT / "train.sh", *[word for pair in arguments.items() for word in pair], cwd=tmp_path,
+                        env={"PYTHON": sys.executable}, check=False)  # fmt: skip
+    assert result.returncode == 2
+    assert stderr_lines(result)[0] == f"error: {message}"
+    assert list(tmp_path.iterdir()) == []
