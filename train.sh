@@ -20,15 +20,21 @@
 #
 # MODEL: a Hub id or a local directory. DATA_DIR holds, for qa, context.json, train.json and valid.json; for
 # intent-slot, intent/ and slot/ with train.json and eval.json each (the course's layout), and test.json, when there,
-# is predicted too (pred.csv in the run folder). Trainer flags after -- go to both stages, --paragraph_flags /
+# is predicted too (pred.csv in the run folder). Flags after -- go to every stage whose script takes them
+# (--seed to both, --doc_stride to span selection only; one that no stage takes is refused), --paragraph_flags /
 # --span_flags / --intent_flags / --slot_flags to one stage only (--span_flags to the end-to-end model with
 # --end_to_end); they come after this script's own, so they win.
 # Runs go to OUTPUT_ROOT/NAME/STAGE (STAGE: paragraph-selection and span-selection, end-to-end, or intent and slot),
 # NAME being the Hub id with "/" as "_" (the folder name for a local directory), plus "-scratch" with --from_scratch;
-# the figures and results.md / results.csv to OUTPUT_ROOT/curves/STAGE. A run folder that already holds checkpoints
-# resumes from the last one: delete it to start over.
+# the figures and results.md / results.csv to OUTPUT_ROOT/curves/STAGE.
+# Before any training, every stage of every model is checked with its script's --dry_run (the flags, the data, the
+# output folder, the model's config and tokenizer), so that a mistake in a later stage is found before the first
+# one trains for hours. A stage whose folder holds train_results.json has finished: it is skipped, not trained
+# again (delete the folder to retrain it); the curves are drawn all the same. A run folder that holds checkpoints
+# but no train_results.json resumes from the last checkpoint.
 # LAUNCHER="torchrun --nproc_per_node 2" (environment) trains on 2 GPUs; the effective batch then doubles. PYTHON
-# (environment) is the Python that runs the scripts (default: python on PATH).
+# (environment) is the Python that runs the scripts (default: the project's .venv/bin/python when it exists, else
+# python3); one that cannot import the requirements is named in one line (preflight.sh).
 #
 # Hyperparameters of qa, for a pretrained Chinese BERT-family base (known validation results for this homework, not
 # re-measured here: paragraph selection accuracy ~0.96, span selection exact match ~0.80 with bert-base-chinese,
@@ -72,8 +78,9 @@
 
 set -euo pipefail
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-python=${PYTHON:-python}
+# The project folder, through symlinks (ln -s /project/train.sh elsewhere/ still runs the project's scripts).
+here=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
+me=train.sh
 
 usage() {
     cat >&2 <<EOF
@@ -91,7 +98,7 @@ fail() {
 }
 
 # --- Arguments ---
-data_dir="" models="" task="qa" output_root="outputs" from_scratch=false end_to_end=false max_train_samples=""
+task="qa" output_root="outputs" from_scratch=false end_to_end=false max_train_samples=""  # data_dir, models: unset
 declare -A stage_only_flags=()
 extra_flags=()
 while (($# > 0)); do
@@ -119,8 +126,13 @@ while (($# > 0)); do
         *) fail "unknown argument '$1' (Trainer flags go after --)" ;;
     esac
 done
-[[ -n $data_dir ]] || fail "--data_dir is required"
-[[ -n $models ]] || fail "--models is required"
+[[ -v data_dir ]] || fail "--data_dir is required"
+[[ -v models ]] || fail "--models is required"
+# A blank value (an unset variable in a wrapper script) would train nothing, or read and write at /.
+[[ $data_dir =~ [^[:space:]] ]] || fail "--data_dir is blank: give the folder that holds the data files"
+read -r -a model_list <<<"$models"
+((${#model_list[@]} > 0)) || fail "--models is blank: give one model or more (Hub ids or local folders)"
+[[ $output_root =~ [^[:space:]] ]] || fail "--output_root is blank: give the folder for the runs (default: outputs)"
 case $task/$end_to_end in
     qa/false) stages=(paragraph-selection span-selection) needed_files=(context.json train.json valid.json) ;;
     qa/true)
@@ -143,7 +155,8 @@ done
 if [[ -n $max_train_samples && ! $max_train_samples =~ ^[1-9][0-9]*$ ]]; then
     fail "--max_train_samples must be a positive integer, got '$max_train_samples'"
 fi
-read -r -a model_list <<<"$models"
+
+source "$here/preflight.sh"
 read -r -a launcher <<<"${LAUNCHER:-$python}"
 
 # The output folder of a model: a local directory's own name, a Hub id with "/" as "_"; "-scratch" from scratch.
@@ -212,16 +225,64 @@ set_stage() {
     esac
 }
 
+# --- Flags after --: each to the stages whose script takes it ---
+# training.py route prints, for each script, the flags it takes, one shell-quoted line per script, and refuses in one
+# line a flag that no stage takes (so --doc_stride goes to span selection only, and a typo is caught here).
+declare -A routed_flags=()
+if ((${#extra_flags[@]} > 0)); then
+    scripts=()
+    for stage in "${stages[@]}"; do
+        set_stage "$stage"
+        scripts+=("$script")
+    done
+    routed=$("$python" "$here/training.py" route "${scripts[@]}" -- "${extra_flags[@]}") || usage
+    mapfile -t routed_lines <<<"$routed"
+    for i in "${!stages[@]}"; do routed_flags[${stages[i]}]=${routed_lines[i]:-}; done
+fi
+
+# A stage has finished when its folder holds train_results.json (what the training scripts write last).
+finished() { [[ -f $1/train_results.json ]]; }
+
+# Sets `command`: the script of a model's stage and its flags, this script's first so that the user's win.
+stage_command() {
+    local model=$1 stage=$2 run_dir=$3 stage_only routed
+    set_stage "$stage"
+    read -r -a stage_only <<<"${stage_only_flags[$stage]:-}"
+    eval "routed=(${routed_flags[$stage]:-})"
+    command=("$here/$script" --model_name_or_path "$model" "${model_flags[@]}" "${common_flags[@]}"
+             "${stage_flags[@]}" --num_train_epochs "${epochs[$stage]}" --output_dir "$run_dir/$stage"
+             "${routed[@]}" "${stage_only[@]}")
+}
+
+# --- Before any training: every stage of every model checked with its script's --dry_run ---
+for model in "${model_list[@]}"; do
+    run_dir="$output_root/$(run_folder "$model")"
+    for stage in "${stages[@]}"; do
+        if finished "$run_dir/$stage"; then continue; fi
+        stage_command "$model" "$stage" "$run_dir"
+        # The check runs without LAUNCHER: one process is enough to read the flags and the data.
+        status=0
+        checked=$("$python" "${command[@]}" --dry_run 2>&1) || status=$?
+        if ((status != 0)); then
+            problem=$(tail -n 1 <<<"$checked")
+            echo "train.sh: $model, $stage: ${problem#error: }" >&2
+            exit "$status"
+        fi
+        echo "=== $model: $stage checked (--dry_run)"
+    done
+done
+
 # --- Training: both stages, model after model ---
 for model in "${model_list[@]}"; do
     run_dir="$output_root/$(run_folder "$model")"
     for stage in "${stages[@]}"; do
-        set_stage "$stage"
-        read -r -a stage_only <<<"${stage_only_flags[$stage]:-}"
+        if finished "$run_dir/$stage"; then
+            echo "=== $model: $stage has finished ($run_dir/$stage/train_results.json): skipped (delete that folder to train it again)"
+            continue
+        fi
+        stage_command "$model" "$stage" "$run_dir"
         echo "=== $model: $stage -> $run_dir/$stage"
-        "${launcher[@]}" "$HERE/$script" --model_name_or_path "$model" "${model_flags[@]}" "${common_flags[@]}" \
-            "${stage_flags[@]}" --num_train_epochs "${epochs[$stage]}" --output_dir "$run_dir/$stage" \
-            "${extra_flags[@]}" "${stage_only[@]}"
+        "${launcher[@]}" "${command[@]}"
     done
 done
 
@@ -235,5 +296,5 @@ for stage in "${stages[@]}"; do
         fi
     done
     echo "=== $stage: curves and results table -> $output_root/curves/$stage"
-    "$python" "$HERE/plot_curves.py" "${run_dirs[@]}" --names "${names[@]}" --output_dir "$output_root/curves/$stage"
+    "$python" "$here/plot_curves.py" "${run_dirs[@]}" --names "${names[@]}" --output_dir "$output_root/curves/$stage"
 done

@@ -129,7 +129,7 @@ def test_an_output_fifo_is_streamed_into_and_stays_a_fifo(models, small_test, tm
 def test_run_sh_can_write_to_standard_output(models, small_test, tmp_path):
     project = tmp_path / "project"
     project.mkdir()
-    for path in [*ROOT.glob("*.py"), ROOT / "run.sh"]:
+    for path in [*ROOT.glob("*.py"), *ROOT.glob("*.sh")]:
         shutil.copy(path, project / path.name)
     (project / "models").mkdir()
     shutil.copytree(models["mc"], project / "models" / "paragraph-selection")

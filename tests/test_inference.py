@@ -225,7 +225,7 @@ def test_a_paragraph_without_any_token_gets_an_empty_answer_in_its_row(checkpoin
 @pytest.fixture(scope="module")
 def project_copy(checkpoints, tmp_path_factory):
     copy = tmp_path_factory.mktemp("clone")
-    for path in [*ROOT.glob("*.py"), ROOT / "run.sh"]:
+    for path in [*ROOT.glob("*.py"), *ROOT.glob("*.sh")]:
         shutil.copy(path, copy / path.name)
     (copy / "models").mkdir()
     for stage in ["paragraph-selection", "span-selection"]:
