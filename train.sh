@@ -43,7 +43,8 @@
 #   the warmup keeps the first noisy Adam updates from wrecking the pretrained weights.
 # - effective batch 16 questions in both stages: stable gradients at this learning rate.
 # - paragraph selection: 1 epoch; each question is 4 question+paragraph sequences, so 2 questions per device step
-#   (8 sequences of 512 tokens fit a 16 GB GPU) x gradient accumulation 8; the easier task: one epoch is usual.
+#   (8 sequences of 512 tokens: about 3.7 GB in bf16 measured on a CPU, so an 8 GB GPU; docs/homework.md) x gradient
+#   accumulation 8; the easier task: one epoch is usual.
 # - span selection: 2 epochs (exact match usually still gains in the second); one sequence per window, so
 #   8 per device x accumulation 2.
 # - max_seq_length 512, the most BERT's position embeddings allow: paragraphs run to 1,000+ characters, so longer
