@@ -204,7 +204,9 @@ def parse_arguments(argument_classes):
         if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
             parsed = parser.parse_json_file(json_file=os.path.abspath(sys.argv[1]))
         else:
-            parsed = parser.parse_args_into_dataclasses()
+            *parsed, unknown = parser.parse_args_into_dataclasses(return_remaining_strings=True)
+            if unknown:  # as argparse says it, exit status 2 (the dataclasses were built: their checks passed)
+                parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     except ValueError as error:
         # TrainingArguments checks combinations of flags (e.g. --load_best_model_at_end with unmatched strategies).
         raise InputError(f"invalid arguments: {one_line(error)}") from None

@@ -88,7 +88,7 @@ def offline_download(fresh_clone, tmp_path_factory):
     return result, built
 
 
-def test_offline_download_installs_demo_models_that_run_end_to_end(offline_download, clone, tmp_path):
+def test_offline_download_installs_demo_models_that_answer_the_test_set(offline_download, clone, tmp_path):
     result, built = offline_download
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "MODEL_SOURCE is not set, so there is nothing to download" in result.stdout

@@ -1,5 +1,5 @@
 """inference.py beyond one paragraph and one model: --top_k_paragraphs (joint decoding), several checkpoints per stage
-(ensembles, merged per character span across tokenizers), the end-to-end metrics of labelled questions, and the
+(ensembles, merged per character span across tokenizers), the answer metrics of labelled questions, and the
 error analysis of --analysis_dir. Expected values are computed here, from the models' own outputs, with code that does
 not call decoding.py."""
 
@@ -257,7 +257,7 @@ def analysed(tiny_base, tmp_path_factory):
     return root, questions, prediction_answers
 
 
-def test_labelled_questions_get_end_to_end_metrics_checked_against_compute_qa_metrics(analysed):
+def test_labelled_questions_get_answer_metrics_checked_against_compute_qa_metrics(analysed):
     root, questions, answers = analysed
     assert answers == {"right": "甲玄黃宇宙乙", "wrong-paragraph": "甲暑往秋乙", "partial": "甲成歲乙",
                        "wrong-span": "甲致雨乙"}

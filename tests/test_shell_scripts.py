@@ -162,19 +162,37 @@ def train_sh(data_dir, tiny_base, output_root, *flags, **env):
 
 @pytest.fixture(scope="module")
 def trained(data_dir, tiny_base, tmp_path_factory):
-    """train.sh of both stages with a span-selection flag after --: (the run folder, train.sh's result)."""
+    """train.sh of both stages with a span-selection flag after --, and a flag of each stage's own: (the run folder,
+    train.sh's result)."""
     output_root = tmp_path_factory.mktemp("train-sh") / "outputs"
-    result = train_sh(data_dir, tiny_base, output_root, "--", *QUICK, "--doc_stride", "32")
+    result = train_sh(data_dir, tiny_base, output_root, "--paragraph_flags", "--max_question_length 40",
+                      "--span_flags", "--max_seq_length 384", "--", *QUICK, "--doc_stride", "32")  # fmt: skip
     return output_root / f"{tiny_base.name}-scratch", result
 
 
-def test_train_sh_gives_a_flag_after_dashdash_to_the_stages_that_take_it(trained, tiny_base):
+def test_train_sh_gives_a_flag_after_dashdash_to_the_stages_that_take_it(trained, tiny_base, monkeypatch):
     runs, result = trained
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     paragraph = read_json(runs / "paragraph-selection" / "config.json")["trained_with"]
     span = read_json(runs / "span-selection" / "config.json")["trained_with"]
-    assert paragraph == {"stage": "paragraph-selection", "max_seq_length": 512, "max_question_length": 96}
-    assert span["stage"] == "span-selection" and span["doc_stride"] == 32 and span["max_seq_length"] == 512
+    assert paragraph == {"stage": "paragraph-selection", "max_seq_length": 512, "max_question_length": 40}
+    assert span == {"stage": "span-selection", "max_seq_length": 384, "doc_stride": 32, "max_question_length": 96,
+                    "context_mode": "relevant"}  # fmt: skip
+    # Each stage's own hyperparameters (train.sh's set_stage), read back from the Trainer's saved arguments: the
+    # batches of a question's 4 pairs against one window each, accumulated to 16 questions or windows alike.
+    # (The scripts ran as __main__, so their argument classes are pickled as __main__'s.)
+    import run_qa
+    import run_swag
+
+    for module in (run_swag, run_qa):
+        for name in ("ParagraphSelectionTrainingArguments", "SpanSelectionTrainingArguments"):
+            if hasattr(module, name):
+                monkeypatch.setattr(sys.modules["__main__"], name, getattr(module, name), raising=False)
+    saved = {stage: torch.load(runs / stage / "training_args.bin", weights_only=False)
+             for stage in ("paragraph-selection", "span-selection")}  # fmt: skip
+    assert [(args.per_device_train_batch_size, args.gradient_accumulation_steps, args.per_device_eval_batch_size)
+            for args in saved.values()] == [(2, 8, 8), (8, 2, 32)]  # fmt: skip
+    assert [args.learning_rate for args in saved.values()] == [3e-4, 3e-4]  # --from_scratch's rate, both stages
     for stage in ("paragraph-selection", "span-selection"):
         assert read_json(runs / stage / "trainer_state.json")["global_step"] == 1
     # Every stage is checked before the first one trains.
@@ -193,7 +211,8 @@ def test_train_sh_skips_finished_stages_and_still_draws_the_curves(trained, data
     finished = {stage: (runs / stage / "train_results.json").read_bytes() for stage in ("paragraph-selection", "span-selection")}
     curves = runs.parent / "curves" / "span-selection" / "results.md"
     curves.unlink()
-    result = train_sh(data_dir, tiny_base, runs.parent, "--", *QUICK, "--doc_stride", "32")
+    result = train_sh(data_dir, tiny_base, runs.parent, "--paragraph_flags", "--max_question_length 40",
+                      "--span_flags", "--max_seq_length 384", "--", *QUICK, "--doc_stride", "32")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     for stage, content in finished.items():
         assert (runs / stage / "train_results.json").read_bytes() == content

@@ -129,3 +129,13 @@ def test_command_line_error_is_one_line_without_traceback(script, tiny_base, tmp
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {train_file}: record 1")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_an_unknown_flag_is_one_line_with_exit_status_2_as_docs_training_md_says(script, tiny_base, tmp_path,
+                                                                                  monkeypatch, capsys):
+    """Before, HfArgumentParser's 'arguments are not used' came as 'invalid arguments: ...' with status 1."""
+    args = [*train_args(tiny_base, SAMPLES / "train.json", tmp_path / "out"), "--doc_strides", "32"]
+    code, line = call(script, monkeypatch, capsys, *args)
+    assert (code, line) == (2, "error: unrecognized arguments: --doc_strides 32 (see --help)")
+    assert not (tmp_path / "out").exists()
