@@ -268,10 +268,12 @@ def assert_two_processes_shared_the_work(log, output_dir, written, expected_file
     for rank in (0, 1):
         assert f"Process rank: {rank}, device: cpu:0, world size: 2" in log
     # Only the main process writes outputs (the Trainer saves each process's random state into the checkpoints, with
-    # torch.save, which the audit does not see).
+    # torch.save, which the audit does not see). Every process checks that --output_dir can be written, with a probe
+    # file made and removed at once (outputs.check_output_folder): not an output.
     assert expected_files <= written[0]
-    assert not {path for path in written[1] if not re.fullmatch(r"checkpoint-\d+/rng_state_1\.pth", path)}
-    assert not [path.name for path in output_dir.iterdir() if path.name.endswith(".tmp")]
+    not_outputs = r"checkpoint-\d+/rng_state_1\.pth|\.tmp-\w+\.probe"
+    assert not {path for path in written[1] if not re.fullmatch(not_outputs, path)}
+    assert not [path.name for path in output_dir.iterdir() if path.name.endswith((".tmp", ".probe", ".part"))]
     for checkpoint in ("checkpoint-2", "checkpoint-4"):
         files = {path.name for path in (output_dir / checkpoint).iterdir()}
         assert {"rng_state_0.pth", "rng_state_1.pth", "trainer_state.json"} <= files
