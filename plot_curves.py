@@ -187,6 +187,13 @@ def find_trainer_state(run_dir: Path) -> Path:
     return max(checkpoints)[1]
 
 
+def is_curves_folder(run_dir: Path) -> bool:
+    """Whether a folder holds an earlier output of plot_curves.py (results.csv) and no trainer logs."""
+    if not (run_dir.is_dir() and (run_dir / "results.csv").is_file()):
+        return False
+    return not (run_dir / "trainer_state.json").exists() and not any(run_dir.glob("checkpoint-*/trainer_state.json"))
+
+
 def load_run(run_dir: Path, name: str) -> Run:
     path = find_trainer_state(run_dir)
     state = read_json(path)
@@ -567,6 +574,15 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
         {file name: destination} of every file written.
     """
     args = parse_command_line(argv)
+    # `outputs/*/span-selection` also matches train.sh's outputs/curves/span-selection: plot_curves.py's own
+    # output, not a run. Passed over with a warning, where any other folder without trainer logs is an error.
+    curves_folders = [run_dir for run_dir in args.run_dirs if is_curves_folder(run_dir)]
+    for run_dir in curves_folders:
+        warn(f"{run_dir}: skipped, it holds plot_curves.py's figures and tables, not a training run")
+    if curves_folders and args.names is None:
+        args.run_dirs = [run_dir for run_dir in args.run_dirs if run_dir not in curves_folders]
+        if not args.run_dirs:
+            raise InputError("no training run among the RUN_DIRs, only plot_curves.py's own output folders")
     names = run_names(args.run_dirs, args.names)
     runs = [load_run(run_dir, name) for run_dir, name in zip(args.run_dirs, names)]
     # Every output checked before any drawing: none may be a trainer_state.json read above, or another output.

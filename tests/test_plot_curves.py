@@ -501,3 +501,23 @@ def test_a_missing_run_directory_fails_with_one_line_and_exit_1(missing_run_dire
     assert process.returncode == 1, stderr
     assert stderr == f"error: {tmp_path / 'missing'}: no such directory\n"
     assert not (tmp_path / "out").exists()
+
+
+def test_the_curves_folder_that_a_glob_also_matches_is_skipped_with_a_warning(tmp_path, capsys):
+    """After train.sh, `plot_curves.py outputs/*/span-selection` (README.md's command) also matches
+    outputs/curves/span-selection, where train.sh drew the curves: it is passed over, not an error."""
+    run = tmp_path / "outputs" / "model" / "span-selection"
+    run.mkdir(parents=True)
+    write_json(run / "trainer_state.json", {"global_step": 4, "log_history": [
+        {"loss": 2.0, "step": 2}, {"loss": 1.0, "step": 4}, {"eval_exact_match": 10.0, "step": 4}]})  # fmt: skip
+    curves = tmp_path / "outputs" / "curves" / "span-selection"
+    plot_curves.main([str(run), "--output_dir", str(curves)])
+    capsys.readouterr()
+    written = plot_curves.main([*map(str, sorted((tmp_path / "outputs").glob("*/span-selection"))),
+                                "--output_dir", str(tmp_path / "again")])  # fmt: skip
+    assert "results.md" in written
+    assert capsys.readouterr().err.strip().splitlines()[0] == (
+        f"warning: {curves}: skipped, it holds plot_curves.py's figures and tables, not a training run"
+    )
+    with pytest.raises(InputError, match="no trainer logs"):  # any other folder without logs is still an error
+        plot_curves.main([str(run), str(tmp_path / "outputs"), "--output_dir", str(tmp_path / "third")])
