@@ -8,9 +8,9 @@
 
 Both stages reuse the training preprocessing and post-processing (tokens.py, features.py, spans.py); decoding.py
 chooses the answer from the models' scores (joint paragraph x span decoding with --top_k_paragraphs, ensembles with
-several directories after --mc_model / --qa_model). Each checkpoint runs with the window settings it was trained with
-(checkpoints.window_settings) unless a flag says otherwise; with no model named on the command line (as run.sh runs
-it), models/inference.json may say what to run (submission.py). When the questions carry labels ("relevant" and
+several directories after --mc_model / --qa_model). members.py loads each checkpoint, which runs with the window
+settings it was trained with (checkpoints.window_settings) unless a flag says otherwise; with no model named on the
+command line (as run.sh runs it), models/inference.json may say what to run (submission.py). When the questions carry labels ("relevant" and
 "answer", as valid.json does), the answer metrics (what the leaderboard measures) are logged and written to
 <output_file>.metrics.json, and --analysis_dir gets an error analysis (analysis.py).
 
@@ -46,15 +46,7 @@ import transformers
 import analysis
 from adl_data import load_context, load_questions
 from batching import SEQUENCES_PER_CHUNK, StageStats, run_model
-from checkpoints import (
-    PARAGRAPH_SELECTION,
-    SPAN_SELECTION,
-    Stage,
-    checkpoint_config,
-    load_checkpoint,
-    trained_settings,
-    window_settings,
-)
+from checkpoints import PARAGRAPH_SELECTION, SPAN_SELECTION, checkpoint_config, trained_settings
 from cli import (
     ArgumentParser,
     InputError,
@@ -71,21 +63,8 @@ from decoding import (
     spans_of_each_paragraph,
     top_paragraphs,
 )
-from exports import PairScorer, SpanScorer, exported_forward
-from features import (
-    DOC_STRIDE,
-    MAX_QUESTION_LENGTH,
-    MAX_SEQ_LENGTH,
-    PairTemplate,
-    WindowSettings,
-    check_window_fits,
-    question_windows,
-)
-from long_context import (
-    has_sparse_attention,
-    keep_block_sparse_attention,
-    question_end_token,
-)
+from features import DOC_STRIDE, MAX_QUESTION_LENGTH, MAX_SEQ_LENGTH, question_windows
+from members import Member, check_finite, choose_device, load_members
 from outputs import OutputPlan, csv_writer, json_writer
 from spans import (
     MAX_ANSWER_LENGTH,
@@ -229,28 +208,6 @@ def apply_submission_settings(args, settings):
     logger.info(f"Running what {MODELS / 'inference.json'} says: {settings}")
 
 
-def choose_device(name: str) -> tuple[torch.device, torch.dtype]:
-    """The device --device names, and the precision to run in there; an InputError for "cuda" without a CUDA GPU.
-
-    Args:
-        name: "cpu", "cuda" or "auto" (the GPU when there is one).
-
-    Returns:
-        (device, dtype): on a GPU bfloat16 where it is supported, else float16; float32 on the CPU.
-    """
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA GPU is available (use --device auto or cpu)")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    # Half precision on GPU: bf16 where supported (no overflow), else fp16. Full precision on CPU.
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    else:
-        dtype = torch.float32
-    return device, dtype
-
-
 def run_end_to_end(args, span_configs) -> bool:
     """Whether to read each question with its candidates joined (--end_to_end): as the flag says, else as the span
     models were trained (run_qa.py --context_mode), unless --mc_model asks for paragraph selection."""
@@ -274,70 +231,6 @@ def run_end_to_end(args, span_configs) -> bool:
                 f"({'--end_to_end' if args.end_to_end else 'paragraph selection'})"
             )
     return args.end_to_end
-
-
-@dataclass
-class Member:
-    """One checkpoint of a stage, ready to run: its tokenizer, how it joins a question and a paragraph, its forward,
-    and the window settings it runs with."""
-
-    path: Path
-    tokenizer: object
-    template: PairTemplate
-    forward: object
-    settings: WindowSettings
-
-
-def load_members(
-    paths: list[str], stage: Stage, args: argparse.Namespace, device: torch.device, dtype: torch.dtype
-) -> list[Member]:
-    """Loads each checkpoint of a stage (an ensemble when there are several), with its own window settings
-    (checkpoints.window_settings), as eager or exported (--export) scorers on `device`.
-
-    Args:
-        paths: the checkpoint folders.
-        stage: PARAGRAPH_SELECTION or SPAN_SELECTION.
-        args: parse_arguments' arguments (the window flags and --export).
-        device, dtype: where and in what precision the models run (choose_device).
-
-    Returns:
-        One Member per checkpoint, in order.
-    """
-    given = {name: getattr(args, name) for name in WindowSettings.__dataclass_fields__}
-    members = []
-    for path in paths:
-        settings = window_settings(path, checkpoint_config(path, stage), given)
-        tokenizer, model = load_checkpoint(path, stage, settings.max_seq_length)
-        # Paragraph selection cuts a paragraph to fit one sequence: no stride.
-        stride = settings.doc_stride if stage is SPAN_SELECTION else 0
-        problem = check_window_fits(tokenizer, settings.max_seq_length, settings.max_question_length, stride)
-        if problem:
-            raise InputError(f"{path}: {problem}")
-        if args.export != "none" and has_sparse_attention(model):
-            raise InputError(
-                f"{path}: --export {args.export}: a {model.config.model_type} model's attention follows the length of "
-                "each batch, which an export would fix at one length: use --export none"
-            )
-        keep_block_sparse_attention(model)
-        model = model.to(device=device, dtype=dtype)
-        if stage is SPAN_SELECTION:
-            module = SpanScorer(model, question_end_token(model, tokenizer)).eval()
-        else:
-            module = PairScorer(model).eval()
-        if args.export != "none":
-            module = exported_forward(module, args.export, path, device, dtype, settings.max_seq_length)
-        members.append(Member(Path(path), tokenizer, PairTemplate.of(tokenizer), module, settings))
-    return members
-
-
-def check_finite(member, stage, bad, total):
-    """Refuses to answer from scores that are not numbers: NaN scores would pick the first candidate of every
-    question, and NaN or infinite logits a span at random, with plausible metrics."""
-    if bad:
-        raise InputError(
-            f"{member.path}: the {stage.role} model gave scores that are not finite (NaN or infinite) for {bad} of "
-            f"{total} sequences: its weights are broken, or half precision overflowed (try --device cpu)"
-        )
 
 
 # ---------------------------------------------------------------------------------------------------------------------

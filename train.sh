@@ -227,7 +227,7 @@ set_stage() {
 }
 
 # --- Flags after --: each to the stages whose script takes it ---
-# training.py route prints, for each script, the flags it takes, one shell-quoted line per script, and refuses in one
+# route_flags.py prints, for each script, the flags it takes, one shell-quoted line per script, and refuses in one
 # line a flag that no stage takes (so --doc_stride goes to span selection only, and a typo is caught here).
 declare -A routed_flags=()
 if ((${#extra_flags[@]} > 0)); then
@@ -236,7 +236,7 @@ if ((${#extra_flags[@]} > 0)); then
         set_stage "$stage"
         scripts+=("$script")
     done
-    routed=$("$python" "$here/training.py" route "${scripts[@]}" -- "${extra_flags[@]}") || usage
+    routed=$("$python" "$here/route_flags.py" "${scripts[@]}" -- "${extra_flags[@]}") || usage
     mapfile -t routed_lines <<<"$routed"
     for i in "${!stages[@]}"; do routed_flags[${stages[i]}]=${routed_lines[i]:-}; done
 fi

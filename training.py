@@ -1,20 +1,18 @@
 """What the training scripts (run_swag.py, run_qa.py, run_intent.py, run_slot.py) share: their arguments and the
 checks on them, logging, the data splits of a classification task and its label names, and training, evaluating
-and saving with the Trainer. Loading the model and resuming a checkpoint: checkpoints.py."""
+and saving with the Trainer. Loading the model and resuming a checkpoint: checkpoints.py; which stage takes which of
+train.sh's flags: route_flags.py."""
 
 import contextlib
-import importlib
 import logging
 import math
 import os
-import shlex
 import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import datasets
@@ -25,7 +23,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from adl_data import check_known_labels
 from checkpoints import FINISHED_TRAINING_FILE, model_folders
-from cli import InputError, OneLineErrors, one_line, run_main, short_number
+from cli import InputError, OneLineErrors, one_line, short_number
 from features import MAX_QUESTION_LENGTH, MAX_SEQ_LENGTH
 from outputs import check_output_folder, write_predictions_csv
 
@@ -551,83 +549,3 @@ def first_n(records: list, n: int | None) -> list:
         `records` itself when `n` is None, else a new list.
     """
     return records if n is None else records[:n]
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Flags for several scripts (train.sh)
-
-
-def flag_groups(arguments: list[str]) -> list[list[str]]:
-    """A command line's flags, each with the values that follow it: ["--seed", "7", "--bf16"] -> [["--seed", "7"],
-    ["--bf16"]]. A flag is a word that starts with "--"; anything else is a value of the flag before it."""
-    groups = []
-    for word in arguments:
-        if word.startswith("--") or not groups:
-            groups.append([word])
-        else:
-            groups[-1].append(word)
-    return groups
-
-
-def accepted_flags(argument_classes, arguments: list[str]) -> tuple[list[str], list[str]]:
-    """Splits a command line into the flags (with their values) that a script taking `argument_classes` accepts and
-    the names of those it does not.
-
-    Args:
-        argument_classes: the script's argument dataclasses (its ARGUMENT_CLASSES).
-        arguments: the command line.
-
-    Returns:
-        (the accepted words, in order; the flags not accepted).
-    """
-    parser = TrainingArgumentParser(argument_classes)
-    known = {option for action in parser._actions for option in action.option_strings}
-    accepted, refused = [], []
-    for group in flag_groups(arguments):
-        name = group[0].split("=", 1)[0]
-        if name in known:
-            accepted += group
-        else:
-            refused.append(name)
-    return accepted, refused
-
-
-def route_flags(scripts: list[str], arguments: list[str]) -> list[list[str]]:
-    """The flags of `arguments` that each script accepts (train.sh's flags after --, given to every stage that takes
-    them); an InputError for a flag that none of them takes.
-
-    Args:
-        scripts: the training scripts, e.g. ["run_swag.py", "run_qa.py"].
-        arguments: the command line.
-
-    Returns:
-        One list of words per script.
-    """
-    routed, refused_by = [], {}
-    for script in scripts:
-        module = importlib.import_module(Path(script).stem)
-        accepted, refused = accepted_flags(module.ARGUMENT_CLASSES, arguments)
-        routed.append(accepted)
-        for name in refused:
-            refused_by.setdefault(name, []).append(script)
-    for name, refusing in refused_by.items():
-        if len(refusing) == len(scripts):
-            raise InputError(
-                f"{name}: no stage takes this flag ({', '.join(scripts)}; see python {scripts[-1]} --help)"
-            )
-    return routed
-
-
-def main(argv=None):
-    """python training.py route SCRIPT [SCRIPT ...] -- FLAGS...: prints, one line per SCRIPT, the FLAGS it takes,
-    quoted for the shell (train.sh reads them back with eval)."""
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) < 3 or argv[0] != "route" or "--" not in argv:
-        raise InputError("usage: python training.py route SCRIPT [SCRIPT ...] -- FLAGS...")
-    separator = argv.index("--")
-    for words in route_flags(argv[1:separator], argv[separator + 1 :]):
-        print(shlex.join(words))
-
-
-if __name__ == "__main__":
-    run_main(main)

@@ -45,6 +45,7 @@ from transformers import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import inference  # noqa: E402
+import members  # noqa: E402
 from checkpoints import PARAGRAPH_SELECTION  # noqa: E402
 from make_tiny_model import make_tiny_model  # noqa: E402
 
@@ -152,7 +153,7 @@ def run_pipeline(args, export, forwards=None, overlap="auto"):
     try:
         start = time.perf_counter()
         prediction = inference.predict(arguments)
-        synchronize(inference.choose_device(args.device)[0])
+        synchronize(members.choose_device(args.device)[0])
         seconds = time.perf_counter() - start - prediction.load_seconds
     finally:
         inference.load_members = load_members
@@ -177,7 +178,7 @@ def measure_export(args, export):
     runs = [run_pipeline(args, export) for _ in range(args.repeats)]
     prediction, pipeline, _ = min(runs, key=lambda run: run[1])
     _, _, recordings = run_pipeline(args, export, forwards=lambda stage, member: Recording(member.forward))
-    device = inference.choose_device(args.device)[0]
+    device = members.choose_device(args.device)[0]
     bare = [min(bare_forward_seconds(recording, device) for _ in range(args.repeats)) for recording in recordings]
     stage1, stage2 = prediction.stages
     return {
@@ -297,7 +298,7 @@ def main():
     args.test_file = work / "test.json"
     args.mc_model, args.qa_model = make_checkpoints(work, args.config, context)
 
-    device = inference.choose_device(args.device)[0]
+    device = members.choose_device(args.device)[0]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     questions = len(json.loads(args.test_file.read_text(encoding="utf-8")))
     print(

@@ -30,6 +30,7 @@ from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import inference  # noqa: E402
+import members  # noqa: E402
 from adl_data import load_context, load_questions, to_squad_examples  # noqa: E402
 from batching import StageStats  # noqa: E402
 from checkpoints import SPAN_SELECTION  # noqa: E402
@@ -138,7 +139,7 @@ def our_stage_two(args, checkpoint, questions, context):
         export="none",
     )
     device, dtype = torch.device("cpu"), torch.float32
-    member = inference.load_members([checkpoint], SPAN_SELECTION, arguments, device, dtype)[0]
+    member = members.load_members([checkpoint], SPAN_SELECTION, arguments, device, dtype)[0]
     started = time.perf_counter()
     tokens = ParagraphTokens(context)
     requests = [(q, question["relevant"]) for q, question in enumerate(questions)]

@@ -41,6 +41,7 @@ from inference_speed import CONFIGS, StandIn, make_checkpoints  # noqa: E402
 
 import batching  # noqa: E402
 import inference  # noqa: E402
+import members  # noqa: E402
 import tokens  # noqa: E402
 from checkpoints import PARAGRAPH_SELECTION  # noqa: E402
 
@@ -149,7 +150,7 @@ def main():
     context = json.loads(args.context_file.read_text(encoding="utf-8"))
     questions = len(json.loads(args.test_file.read_text(encoding="utf-8")))
     args.mc_model, args.qa_model = make_checkpoints(args.work, args.config, context)
-    device = inference.choose_device(args.device)[0]
+    device = members.choose_device(args.device)[0]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"config {args.config}, {questions} questions, device {name}, torch {torch.__version__}", flush=True)
 

@@ -22,6 +22,7 @@ import batching
 import inference
 from batching import StageStats
 from features import PairTemplate, WindowSettings
+from members import Member
 import run_qa
 import run_swag
 from cli import run_main
@@ -438,7 +439,7 @@ def test_span_selection_memory_stays_flat_as_questions_and_windows_grow(models, 
     out of the measure."""
     paragraph = "天地玄黃宇宙洪荒日月盈昃辰宿列張寒來暑往秋收冬藏" * 800  # 19,200 characters, 124 windows of 192
     monkeypatch.setattr(batching, "SEQUENCES_PER_CHUNK", 16)
-    member = inference.Member(models["qa"], tokenizer, PairTemplate.of(tokenizer),
+    member = Member(models["qa"], tokenizer, PairTemplate.of(tokenizer),
                               lambda input_ids, *_: (torch.zeros(input_ids.shape), torch.zeros(input_ids.shape)),
                               WindowSettings(max_seq_length=192, doc_stride=32, max_question_length=32))
     args = SimpleNamespace(n_best_size=20, max_answer_length=30, batch_size=8)

@@ -16,6 +16,7 @@ from matplotlib import font_manager
 
 from conftest import ROOT, write_json
 
+import fonts
 import plot_curves
 from cli import InputError, run_main
 
@@ -380,25 +381,25 @@ def test_a_write_that_fails_midway_leaves_no_figure_and_no_table(tmp_path, monke
 
 def test_a_missing_or_unreadable_font_file_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="--font .*: no such file"):
-        plot_curves.find_font("小模型", tmp_path / "missing.ttf")
+        fonts.find_font("小模型", tmp_path / "missing.ttf")
     (tmp_path / "notes.ttf").write_text("not a font", encoding="utf-8")
     with pytest.raises(InputError, match="--font .*notes.ttf: cannot read it as a font file"):
-        plot_curves.find_font("小模型", tmp_path / "notes.ttf")
+        fonts.find_font("小模型", tmp_path / "notes.ttf")
 
 
 # --- Fonts --------------------------------------------------------------------------------------------------------
 
 
 def test_font_coverage_is_checked_character_by_character():
-    assert plot_curves.font_covers(DEJAVU_SANS, "bert-base-chinese (train)")
-    assert not plot_curves.font_covers(DEJAVU_SANS, "中文")
-    assert plot_curves.missing_characters(DEJAVU_SANS, "a中b文中") == "中文"
-    assert plot_curves.find_font("macbert") is None  # the default font draws Latin names
+    assert fonts.font_covers(DEJAVU_SANS, "bert-base-chinese (train)")
+    assert not fonts.font_covers(DEJAVU_SANS, "中文")
+    assert fonts.missing_characters(DEJAVU_SANS, "a中b文中") == "中文"
+    assert fonts.find_font("macbert") is None  # the default font draws Latin names
 
 
 def test_a_forced_font_without_the_characters_is_used_and_the_runs_it_cannot_name_get_numbers():
-    assert plot_curves.find_font("小模型", DEJAVU_SANS) == str(DEJAVU_SANS)
-    labels, message = plot_curves.legend_names(["小模型", "bert"], str(DEJAVU_SANS), forced=True)
+    assert fonts.find_font("小模型", DEJAVU_SANS) == str(DEJAVU_SANS)
+    labels, message = fonts.legend_names(["小模型", "bert"], str(DEJAVU_SANS), forced=True)
     assert labels == ["run 1", "bert"]
     assert message == (
         f"--font {DEJAVU_SANS} does not draw the characters '小模型' of the run names: the legend calls the runs by "
@@ -433,29 +434,29 @@ def test_a_font_that_draws_every_character_as_one_placeholder_is_never_chosen(tm
     # A font named like the first preferred CJK font that maps every CJK ideograph to one box, like Last Resort.
     boxes = make_font(tmp_path / "boxes.ttf", "Noto Sans CJK TC", {code: "box" for code in range(0x4E00, 0xA000)})
     for font in [str(LAST_RESORT), boxes]:
-        assert plot_curves.missing_characters(font, "小模型 小") == "小模型"
-        assert not plot_curves.font_covers(font, "小")  # one character: its glyph is still shared by 20,992
-    fonts = [("Noto Sans CJK TC", boxes), ("Last Resort High-Efficiency", str(LAST_RESORT)),
-             ("DejaVu Sans", str(DEJAVU_SANS))]  # fmt: skip
-    monkeypatch.setattr(plot_curves, "installed_fonts", lambda: fonts)
-    assert plot_curves.find_font("小模型") is None
-    assert plot_curves.find_font("小") is None
+        assert fonts.missing_characters(font, "小模型 小") == "小模型"
+        assert not fonts.font_covers(font, "小")  # one character: its glyph is still shared by 20,992
+    placeholders = [("Noto Sans CJK TC", boxes), ("Last Resort High-Efficiency", str(LAST_RESORT)),
+                    ("DejaVu Sans", str(DEJAVU_SANS))]  # fmt: skip
+    monkeypatch.setattr(fonts, "installed_fonts", lambda: placeholders)
+    assert fonts.find_font("小模型") is None
+    assert fonts.find_font("小") is None
     # A font with a glyph of its own for each character is chosen, though it sorts after Last Resort.
     real = make_font(tmp_path / "real.ttf", "Tiny CJK", {ord(ch): f"uni{ord(ch):04X}" for ch in "小模型"})
-    monkeypatch.setattr(plot_curves, "installed_fonts", lambda: [*fonts, ("Tiny CJK", real)])
-    assert plot_curves.find_font("小模型 bert") == real  # "bert" in the default font, where the legend falls back
-    assert plot_curves.legend_names(["小模型 bert"], real) == (["小模型 bert"], None)
+    monkeypatch.setattr(fonts, "installed_fonts", lambda: [*placeholders, ("Tiny CJK", real)])
+    assert fonts.find_font("小模型 bert") == real  # "bert" in the default font, where the legend falls back
+    assert fonts.legend_names(["小模型 bert"], real) == (["小模型 bert"], None)
     run = load(make_run(tmp_path / "run", span_selection_history()), "小模型 bert")
-    (text,) = plot_curves.make_figures([run], plot_curves.legend_font(real))["f1.png"].axes[0].get_legend().get_texts()
+    (text,) = plot_curves.make_figures([run], fonts.legend_font(real))["f1.png"].axes[0].get_legend().get_texts()
     assert text.get_text() == "小模型 bert" and font_manager.findfont(text.get_fontproperties()) == real
 
 
 def test_without_a_font_for_chinese_names_the_legend_numbers_the_runs_and_one_line_says_so(
     tmp_path, monkeypatch, capsys
 ):
-    monkeypatch.setattr(plot_curves, "installed_fonts", lambda: [
+    monkeypatch.setattr(fonts, "installed_fonts", lambda: [
         ("Last Resort High-Efficiency", str(LAST_RESORT)), ("DejaVu Sans", str(DEJAVU_SANS))])  # fmt: skip
-    monkeypatch.setattr(plot_curves, "default_font", lambda: str(DEJAVU_SANS))
+    monkeypatch.setattr(fonts, "default_font", lambda: str(DEJAVU_SANS))
     drawn, make_figures = {}, plot_curves.make_figures
     monkeypatch.setattr(plot_curves, "make_figures", lambda *args: drawn.update(make_figures(*args)) or drawn)
     run_dirs = [make_run(tmp_path / name, span_selection_history()) for name in ["a", "b", "c"]]
@@ -481,17 +482,17 @@ def test_without_a_font_for_chinese_names_the_legend_numbers_the_runs_and_one_li
 
 
 def test_an_installed_cjk_font_is_chosen_for_chinese_names(tmp_path):
-    if not any(plot_curves.font_covers(path, "中文") for _, path in plot_curves.installed_fonts()):
+    if not any(fonts.font_covers(path, "中文") for _, path in fonts.installed_fonts()):
         pytest.skip("no installed font has Chinese characters (e.g. apt install fonts-noto-cjk)")
-    font_path = plot_curves.find_font("小模型 bert")
-    assert font_path is not None and plot_curves.font_covers(font_path, "小模型 bert")
+    font_path = fonts.find_font("小模型 bert")
+    assert font_path is not None and fonts.font_covers(font_path, "小模型 bert")
 
     run = load(make_run(tmp_path / "run", span_selection_history()), "小模型")
-    figure = plot_curves.make_figures([run], plot_curves.legend_font(font_path))["exact_match.png"]
+    figure = plot_curves.make_figures([run], fonts.legend_font(font_path))["exact_match.png"]
     (legend_text,) = figure.axes[0].get_legend().get_texts()
     assert legend_text.get_text() == "小模型"
     drawn_with = font_manager.findfont(legend_text.get_fontproperties())
-    assert plot_curves.font_covers(drawn_with, "小模型")
+    assert fonts.font_covers(drawn_with, "小模型")
 
 
 # Last, so that the command started at the beginning of the module has had time to finish.

@@ -10,6 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForMultipleChoice, AutoModelForQuestionAnswering
 
+from cli import InputError
 from conftest import ROOT, SAMPLES, read_json, run_script, save_random_models, write_json
 
 SCRIPTS = ["run.sh", "train.sh", "download.sh"]
@@ -241,6 +242,24 @@ def test_train_sh_refuses_a_flag_that_no_stage_takes(data_dir, tiny_base, tmp_pa
                                        "python run_qa.py --help)")
     assert stderr_lines(result)[1].startswith("usage: bash train.sh")
     assert not (tmp_path / "outputs").exists()
+
+
+def test_route_flags_gives_each_flag_with_its_values_to_the_scripts_that_take_it(capsys):
+    import route_flags
+
+    flags = ["--seed", "7", "--doc_stride=96", "--bf16", "--max_question_length", "40", "--report_to", "none"]
+    assert route_flags.route_flags(["run_swag.py", "run_qa.py"], flags) == [
+        ["--seed", "7", "--bf16", "--max_question_length", "40", "--report_to", "none"],
+        flags,
+    ]
+    assert route_flags.flag_groups(["7", "--a", "1", "2", "--b"]) == [["7"], ["--a", "1", "2"], ["--b"]]
+    with pytest.raises(InputError, match=r"^--doc_strde: no stage takes this flag \(run_swag.py, run_qa.py; "):
+        route_flags.route_flags(["run_swag.py", "run_qa.py"], ["--doc_strde", "32"])
+    route_flags.main(["run_swag.py", "run_qa.py", "--", "--doc_stride", "96", "--run_name", "a b"])
+    assert capsys.readouterr().out == "--run_name 'a b'\n--doc_stride 96 --run_name 'a b'\n"
+    for argv in (["--", "--seed", "7"], ["run_qa.py", "--seed", "7"], []):
+        with pytest.raises(InputError, match="^usage: python route_flags.py SCRIPT"):
+            route_flags.main(argv)
 
 
 @pytest.mark.parametrize("flag,value,message", [
