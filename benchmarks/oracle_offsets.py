@@ -10,14 +10,19 @@ post-processing:
 
     python benchmarks/oracle_offsets.py ../shared/data/drcd-dev-adl ../shared/data/raw/cmrc2018_dev.json
 
+    python benchmarks/oracle_offsets.py ../shared/data/drcd-dev-adl ../shared/data/raw/cmrc2018_dev.json \
+        --vocab ../shared/data/vocab/bert-base-chinese-vocab.txt
+
 Each argument is an ADL folder (context.json + train.json / valid.json) or a SQuAD-format JSON file. The tokenizer is
---tokenizer (a Hub id or a local directory, e.g. bert-base-chinese where the Hub is reachable), or by default a
+--tokenizer (a Hub id or a local directory, e.g. bert-base-chinese where the Hub is reachable), or --vocab (a
+WordPiece vocab.txt, such as bert-base-chinese's, read offline as that tokenizer reads it), or by default a
 character vocabulary built from the data (make_tiny_model.py). An answer is missed only where the tokenizer cannot
 represent its boundary: a word piece that starts before the answer or ends after it, or a character it drops.
 """
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -176,7 +181,13 @@ def check_assembly(name, examples, choices, tokenizer, max_seq_length, doc_strid
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sources", nargs="+", help="ADL folders or SQuAD-format JSON files.")
-    parser.add_argument("--tokenizer", help="Hub id or directory of a tokenizer (default: a character vocabulary).")
+    tokenizer_source = parser.add_mutually_exclusive_group()
+    tokenizer_source.add_argument(
+        "--tokenizer", help="Hub id or directory of a tokenizer (default: a character vocabulary)."
+    )
+    tokenizer_source.add_argument(
+        "--vocab", type=Path, help="A WordPiece vocab.txt (bert-base-chinese's), read offline."
+    )
     parser.add_argument("--max_seq_length", type=int, nargs="+", default=[512, 256])
     parser.add_argument("--doc_stride", type=int, default=128)
     args = parser.parse_args()
@@ -184,6 +195,13 @@ def main():
     datasets = {source: read_examples(source) for source in args.sources}
     if args.tokenizer:
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    elif args.vocab:
+        with tempfile.TemporaryDirectory() as work:
+            # bert-base-chinese's own tokenizer settings (lower case, Chinese characters split), as the Hub gives them.
+            shutil.copy(args.vocab, Path(work) / "vocab.txt")
+            settings = {"tokenizer_class": "BertTokenizer", "do_lower_case": True, "model_max_length": 512}
+            (Path(work) / "tokenizer_config.json").write_text(json.dumps(settings))
+            tokenizer = AutoTokenizer.from_pretrained(work)
     else:
         texts = [examples["context"] + examples["question"] for examples, _ in datasets.values()]
         with tempfile.TemporaryDirectory() as work:

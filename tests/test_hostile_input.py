@@ -332,7 +332,7 @@ def test_ctrl_c_or_sigterm_midway_ends_with_one_line_and_leaves_nothing(models, 
     assert [p for p in tmp_path.rglob("*") if not p.is_dir()] == []
     if step == "forward":
         assert list(tmp_path.iterdir()) == []
-    # (interrupted while renaming, the run leaves the empty folder it made: see the xfail test below)
+    # (interrupted while the outputs are renamed into place: the next test)
 
 
 @pytest.mark.parametrize("interrupted", ["pred.csv", "pred.csv.metrics.json", "errors.jsonl", "summary.md"])
