@@ -1,5 +1,6 @@
 """Span selection: windows, answer labels, offsets and post-processing, checked character by character."""
 
+import builtins
 import json
 import math
 import warnings
@@ -7,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
+import outputs
 from spans import best_spans_of_windows, merge_character_spans
 from tokens import truncate_questions
 from utils_qa import postprocess_qa_predictions, prepare_train_features, prepare_validation_features
@@ -347,6 +349,42 @@ def test_the_nbest_entries_give_the_spans_offsets_logits_and_probabilities(tmp_p
         ],
         "no window": [],
     }
+
+
+def test_take_along_axis_is_called_with_its_axis_as_numpy_below_2_3_requires(monkeypatch):
+    """NumPy 2.0-2.2 (requirements.txt allows numpy>=2.0) has no default axis for np.take_along_axis: a call without
+    axis= is a TypeError there and works on NumPy 2.3+ only. The old signature is put in place and the spans of
+    ONE_WINDOW are searched through it (test_environments.py does the same through inference.py and run_qa.py)."""
+    original, calls = np.take_along_axis, []
+
+    def take_along_axis(arr, indices, axis):  # NumPy < 2.3: axis has no default
+        calls.append(axis)
+        return original(arr, indices, axis=axis)
+
+    monkeypatch.setattr(np, "take_along_axis", take_along_axis)
+    examples, features = {"id": ["q"], "context": ["景宗王"]}, {"example_id": ["q"], "offset_mapping": [ONE_WINDOW]}
+    logits = ([np.array([9.0, 2.0, 1.0, 0.0, 9.0])], [np.array([9.0, 0.0, 3.0, 1.0, 9.0])])
+    assert postprocess_qa_predictions(examples, features, logits, n_best_size=2, max_answer_length=3) == {"q": "景宗"}
+    assert calls == [1] * 5  # the best spans' scores, and twice two in _first_in_order (the starts, then the spans)
+
+
+def test_the_json_files_are_utf8_where_open_defaults_to_ascii(monkeypatch, tmp_path):
+    """A process in the C locale without UTF-8 mode (LC_ALL=C, PYTHONUTF8=0, as test_environments.py runs) opens text
+    files as ASCII unless told the encoding: the writers' open() gets that default here, so predictions.json and
+    nbest_predictions.json hold Chinese only if their files are opened with encoding="utf-8"."""
+    real_open = builtins.open
+
+    def open_in_the_c_locale(file, mode="r", *args, encoding=None, **kwargs):
+        if encoding is None and "b" not in mode:
+            encoding = "ascii"
+        return real_open(file, mode, *args, encoding=encoding, **kwargs)
+
+    monkeypatch.setattr(outputs, "open", open_in_the_c_locale, raising=False)
+    examples, features = {"id": ["q"], "context": ["景宗王"]}, {"example_id": ["q"], "offset_mapping": [ONE_WINDOW]}
+    logits = ([np.array([9.0, 2.0, 1.0, 0.0, 9.0])], [np.array([9.0, 0.0, 3.0, 1.0, 9.0])])
+    postprocess_qa_predictions(examples, features, logits, n_best_size=1, max_answer_length=3, output_dir=str(tmp_path))
+    assert (tmp_path / "predictions.json").read_bytes() == '{\n  "q": "景宗"\n}'.encode("utf-8")
+    assert "景宗".encode("utf-8") in (tmp_path / "nbest_predictions.json").read_bytes()
 
 
 def test_version_2_null_answers_win_when_the_null_score_beats_the_best_span_by_more_than_the_threshold(tmp_path):
