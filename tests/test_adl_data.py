@@ -79,6 +79,8 @@ def test_unreadable_files(tmp_path, content, message):
         ({"relevant": 1.0}, "field 'relevant': expected an integer, found a number"),
         ({"answer": "景宗"}, "field 'answer': expected an object"),
         ({"answer": {"text": "景宗"}}, "field 'answer': field 'start': missing"),
+        ({"answer": {"start": 0}}, "field 'answer': field 'text': missing"),
+        ({"answer": {"text": "景\u0000宗", "start": 0}}, r"field 'answer\.text': character 1 is '\\x00'"),
         ({"answer": {"text": "", "start": 0}}, "field 'answer.text': is empty"),
         ({"answer": {"text": "世宗", "start": 0}}, r"'世宗' does not occur in paragraph 0"),
     ],

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import outputs
-from spans import best_spans_of_windows, merge_character_spans
+from spans import best_spans_of_windows, merge_character_spans, paragraph_runs, token_runs
 from tokens import truncate_questions
 from utils_qa import postprocess_qa_predictions, prepare_train_features, prepare_validation_features
 
@@ -254,6 +254,12 @@ def test_answers_on_the_first_or_last_token_of_a_window_are_labelled_with_their_
     features = prepare_train_features(examples, tokenizer, max_seq_length=32, doc_stride=8, max_question_length=8)
     # [CLS] 問 [SEP] then the paragraph from position 3.
     assert list(zip(features["start_positions"], features["end_positions"])) == [(3, 4), (4, 5), (3, 3)]
+    # Padded to max_seq_length on request (the labels stay): [CLS] 問 [SEP] 景 宗 王 [SEP] is 7 tokens of 32.
+    padded = prepare_train_features(examples, tokenizer, max_seq_length=32, doc_stride=8, max_question_length=8,
+                                    pad_to_max_length=True)
+    assert [len(ids) for ids in padded["input_ids"]] == [32] * 3
+    assert [sum(mask) for mask in padded["attention_mask"]] == [7, 7, 5]
+    assert list(zip(padded["start_positions"], padded["end_positions"])) == [(3, 4), (4, 5), (3, 3)]
 
 
 def test_tied_spans_keep_the_windows_order_however_many_there_are():
@@ -385,6 +391,60 @@ def test_the_json_files_are_utf8_where_open_defaults_to_ascii(monkeypatch, tmp_p
     postprocess_qa_predictions(examples, features, logits, n_best_size=1, max_answer_length=3, output_dir=str(tmp_path))
     assert (tmp_path / "predictions.json").read_bytes() == '{\n  "q": "景宗"\n}'.encode("utf-8")
     assert "景宗".encode("utf-8") in (tmp_path / "nbest_predictions.json").read_bytes()
+
+
+def test_spans_are_scored_in_float32_even_from_float64_logits(tmp_path):
+    """Logits may come as float64 (a list of arrays, not the Trainer's float32): they are read as float32, like the
+    model's own, the n-best entry lists those float32 logits, and a span's score is their float32 sum. 0.1 and 0.3
+    are no float32: float32(0.1) = 0.10000000149..., float32(0.3) = 0.30000001192..., and their float32 sum is
+    0.40000000596... (their float64 sum, 0.40000001341..., is not a float32)."""
+    examples, features = {"id": ["q"], "context": ["景宗王"]}, {"example_id": ["q"], "offset_mapping": [ONE_WINDOW]}
+    start_logits, end_logits = [np.array([9.0, 0.1, -5.0, -5.0, 9.0])], [np.array([9.0, -5.0, 0.3, -5.0, 9.0])]
+    assert start_logits[0].dtype == np.float64
+    postprocess_qa_predictions(examples, features, (start_logits, end_logits), n_best_size=1, max_answer_length=3,
+                               output_dir=str(tmp_path))
+    (best,) = json.loads((tmp_path / "nbest_predictions.json").read_text(encoding="utf-8"))["q"]
+    assert best["text"] == "景宗"
+    assert best["start_logit"] == 0.10000000149011612 and best["end_logit"] == 0.30000001192092896
+    assert best["score"] == 0.4000000059604645
+
+
+def test_the_runs_of_a_window_merge_into_its_n_best_spans_and_one_log_partition():
+    """A window across two candidates: [CLS] 1 2 [SEP] 4 5 [SEP], runs (1, 2) and (4, 5). Spans of at most 2 tokens
+    and their scores: (1, 1) 1, (1, 2) 3, (2, 2) 2 in the first run; (4, 4) 3, (4, 5) 4, (5, 5) 1 in the second. The
+    2 best: (4, 5), then (1, 2) (tied with (4, 4): the first run first)."""
+    char_starts = np.array([-1, 0, 1, -1, 3, 4, -1])
+    start_logits = np.array([9.0, 1.0, 0.0, 9.0, 3.0, 0.0, 9.0], dtype=np.float32)
+    end_logits = np.array([9.0, 0.0, 2.0, 9.0, 0.0, 1.0, 9.0], dtype=np.float32)
+    (spans,) = best_spans_of_windows([start_logits], [end_logits], [char_starts], 2, 2)
+    assert spans.start_tokens.tolist() == [4, 1] and spans.end_tokens.tolist() == [5, 2]
+    assert spans.scores.tolist() == [4.0, 3.0]
+    assert spans.log_partition == pytest.approx(math.log(2 * math.e + math.e**2 + 2 * math.e**3 + math.e**4))
+    # Two runs of 10 one-token spans scoring 1 2 2 1 2 1 2 2 1 2: the 2s of the first run, then those of the second,
+    # then the 1s likewise, each in token order (ties beyond the 16 elements that NumPy sorts by insertion, stable by
+    # chance, in its default sort).
+    char_starts = np.array([-1, *range(10), -1, *range(20, 30), -1])
+    pattern = [1.0, 2.0, 2.0, 1.0, 2.0, 1.0, 2.0, 2.0, 1.0, 2.0]
+    start_logits = np.array([9.0, *pattern, 9.0, *pattern, 9.0], dtype=np.float32)
+    (spans,) = best_spans_of_windows([start_logits], [np.zeros(23, dtype=np.float32)], [char_starts], 1, 20)
+    assert spans.start_tokens.tolist() == [2, 3, 5, 7, 8, 10, 13, 14, 16, 18, 19, 21, 1, 4, 6, 9, 12, 15, 17, 20]
+
+
+def test_a_question_of_exactly_the_kept_tokens_is_kept_whole(tokenizer):
+    """Only a question longer than max_question_length is cut: 甲乙 followed by spaces is 2 tokens (spaces are no
+    token), and with a limit of 2 it keeps its spaces; with a limit of 1 it is cut after 甲."""
+    assert truncate_questions(["甲乙  "], tokenizer, 2) == ["甲乙  "]
+    assert truncate_questions(["甲乙  "], tokenizer, 1) == ["甲"]
+
+
+def test_token_runs_number_the_runs_of_paragraph_tokens_from_0_and_the_others_minus_1():
+    """Paragraph tokens (char_starts >= 0) in runs: a window that starts inside the paragraph (the first token is a
+    paragraph token), a separator between two candidates (-1), the [SEP] at the end."""
+    char_starts = np.array([0, 1, -1, 0, 2, 4, -1])
+    assert token_runs(char_starts).tolist() == [0, 0, -1, 1, 1, 1, -1]
+    assert [mask.tolist() for mask in paragraph_runs(char_starts)] == [
+        [True, True, False, False, False, False, False], [False, False, False, True, True, True, False]]
+    assert token_runs(np.array([-1, 5, -1])).tolist() == [-1, 0, -1]
 
 
 def test_version_2_null_answers_win_when_the_null_score_beats_the_best_span_by_more_than_the_threshold(tmp_path):
