@@ -260,6 +260,12 @@ def test_answers_on_the_first_or_last_token_of_a_window_are_labelled_with_their_
     assert [len(ids) for ids in padded["input_ids"]] == [32] * 3
     assert [sum(mask) for mask in padded["attention_mask"]] == [7, 7, 5]
     assert list(zip(padded["start_positions"], padded["end_positions"])) == [(3, 4), (4, 5), (3, 3)]
+    # Evaluation windows get the same labels when the examples have answers (the evaluation loss), none without.
+    validation = prepare_validation_features(examples, tokenizer, max_seq_length=32, doc_stride=8, max_question_length=8)
+    assert list(zip(validation["start_positions"], validation["end_positions"])) == [(3, 4), (4, 5), (3, 3)]
+    unlabelled = prepare_validation_features({key: examples[key] for key in ("id", "question", "context")}, tokenizer,
+                                             max_seq_length=32, doc_stride=8, max_question_length=8)
+    assert "start_positions" not in unlabelled and unlabelled["example_id"] == ["first", "last", "one"]
 
 
 def test_tied_spans_keep_the_windows_order_however_many_there_are():
@@ -428,6 +434,12 @@ def test_the_runs_of_a_window_merge_into_its_n_best_spans_and_one_log_partition(
     start_logits = np.array([9.0, *pattern, 9.0, *pattern, 9.0], dtype=np.float32)
     (spans,) = best_spans_of_windows([start_logits], [np.zeros(23, dtype=np.float32)], [char_starts], 1, 20)
     assert spans.start_tokens.tolist() == [2, 3, 5, 7, 8, 10, 13, 14, 16, 18, 19, 21, 1, 4, 6, 9, 12, 15, 17, 20]
+    # One run of the 20 same scores: the best first, ties in token order, within the run too.
+    char_starts = np.array([-1, *range(20), -1])
+    start_logits = np.array([9.0, *pattern, *pattern, 9.0], dtype=np.float32)
+    (spans,) = best_spans_of_windows([start_logits], [np.zeros(22, dtype=np.float32)], [char_starts], 1, 20)
+    assert spans.start_tokens.tolist() == [2, 3, 5, 7, 8, 10, 12, 13, 15, 17, 18, 20, 1, 4, 6, 9, 11, 14, 16, 19]
+    assert spans.scores.tolist() == [2.0] * 12 + [1.0] * 8
 
 
 def test_a_question_of_exactly_the_kept_tokens_is_kept_whole(tokenizer):
