@@ -62,7 +62,8 @@ def test_collator_pads_a_batch_of_one_question_to_a_multiple_of_its_setting(toke
     examples = {"question": ["誰?"], "candidates": [["景宗在位。", "甲乙"]], "label": [1]}
     features = prepare_multiple_choice_features(examples, tokenizer, max_seq_length=64)
     assert [len(ids) for ids in features["input_ids"][0]] == [10, 7]
-    batch = DataCollatorForMultipleChoice(tokenizer, pad_to_multiple_of=8)([{key: features[key][0] for key in features}])
+    collator = DataCollatorForMultipleChoice(tokenizer, pad_to_multiple_of=8)
+    batch = collator([{key: features[key][0] for key in features}])
     assert batch["input_ids"].shape == (1, 2, 16)
     assert batch["attention_mask"].sum(dim=2).tolist() == [[10, 7]]
     assert batch["choice_mask"].tolist() == [[True, True]] and batch["labels"].tolist() == [1]
