@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import outputs
+from adl_data import to_squad_examples
 from spans import best_spans_of_windows, merge_character_spans, paragraph_runs, token_runs
 from tokens import truncate_questions
 from utils_qa import postprocess_qa_predictions, prepare_train_features, prepare_validation_features
@@ -257,7 +258,9 @@ def test_answers_on_the_first_or_last_token_of_a_window_are_labelled_with_their_
     # Padded to max_seq_length on request (the labels stay): [CLS] 問 [SEP] 景 宗 王 [SEP] is 7 tokens of 32.
     padded = prepare_train_features(examples, tokenizer, max_seq_length=32, doc_stride=8, max_question_length=8,
                                     pad_to_max_length=True)
-    assert [len(ids) for ids in padded["input_ids"]] == [32] * 3
+    own = tokenizer(examples["question"], examples["context"], padding="max_length", max_length=32)
+    for name in ("input_ids", "token_type_ids", "attention_mask"):
+        assert padded[name] == own[name], name
     assert [sum(mask) for mask in padded["attention_mask"]] == [7, 7, 5]
     assert list(zip(padded["start_positions"], padded["end_positions"])) == [(3, 4), (4, 5), (3, 3)]
     # Evaluation windows get the same labels when the examples have answers (the evaluation loss), none without.
@@ -457,6 +460,33 @@ def test_token_runs_number_the_runs_of_paragraph_tokens_from_0_and_the_others_mi
     assert [mask.tolist() for mask in paragraph_runs(char_starts)] == [
         [True, True, False, False, False, False, False], [False, False, False, True, True, True, False]]
     assert token_runs(np.array([-1, 5, -1])).tolist() == [-1, 0, -1]
+
+
+def test_joined_candidates_are_read_as_the_joined_text_and_no_answer_is_on_a_separator(tokenizer):
+    """Examples of joined candidates (--context_mode candidates, --end_to_end): each paragraph is tokenized once and
+    the windows equal the tokenizer's own encoding of the question with the joined text 景宗在位。\n|\n臺北\n|\n景宗;
+    the separator "|" is a token of no paragraph (offset None, never an answer), and the answer, in the second copy
+    of 景宗 (the relevant paragraph 2, joined last), is labelled there."""
+    context = ["臺北", "景宗在位。", "景宗"]
+    questions = [{"id": "q", "question": "誰?", "paragraphs": [1, 0, 2], "relevant": 2,
+                  "answer": {"text": "景宗", "start": 0}}]
+    examples = to_squad_examples(questions, context, context_mode="candidates")
+    assert examples["context"] == ["景宗在位。\n|\n臺北\n|\n景宗"] and examples["candidate_starts"] == [[0, 8, 13]]
+    own = tokenizer("誰?", examples["context"][0])
+    features = prepare_validation_features(examples, tokenizer, max_seq_length=64, doc_stride=16,
+                                           max_question_length=8)
+    assert features["input_ids"] == [own["input_ids"]] and features["token_type_ids"] == [own["token_type_ids"]]
+    # [CLS] 誰 ? [SEP], then 景 宗 在 位 。 | 臺 北 | 景 宗 [SEP]
+    assert features["offset_mapping"] == [[None] * 4 + [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5], None, [8, 9], [9, 10],
+                                                         None, [13, 14], [14, 15], None]]
+    labelled = prepare_train_features(examples, tokenizer, max_seq_length=64, doc_stride=16, max_question_length=8)
+    assert (labelled["start_positions"], labelled["end_positions"]) == ([13], [14])
+    assert labelled["input_ids"] == features["input_ids"]
+    # The separator's high logits are no answer: the best span is within a paragraph.
+    start_logits, end_logits = np.zeros(16), np.zeros(16)
+    start_logits[[9, 12]], end_logits[[9, 12]] = 9.0, 9.0
+    start_logits[10], end_logits[11] = 1.0, 1.0
+    assert postprocess_qa_predictions(examples, features, ([start_logits], [end_logits])) == {"q": "臺北"}
 
 
 def test_version_2_null_answers_win_when_the_null_score_beats_the_best_span_by_more_than_the_threshold(tmp_path):
