@@ -143,6 +143,42 @@ def test_hard_negatives_are_the_most_similar_paragraphs_without_the_answer():
     assert hard_negatives(paragraphs, [question], [answer], 0) == [[]]
 
 
+def test_each_outcome_of_an_answer_check():
+    """checked_answer on hand-made questions: the answer at answer_start, repaired to its only occurrence, absent,
+    ambiguous (twice elsewhere), and each of question, answer and paragraph empty."""
+    paragraphs = ["甲乙丙甲乙", "丁戊己"]
+
+    def check(question="問?", paragraph=0, text="丙", start=2):
+        return convert_squad.checked_answer(
+            SquadQuestion("q", question, paragraph, [{"text": text, "answer_start": start}], "f"), paragraphs, set()
+        )
+
+    assert check() == ({"text": "丙", "start": 2}, convert_squad.AS_GIVEN)
+    assert check(start=0) == ({"text": "丙", "start": 2}, REPAIRED)
+    assert check(text="庚") == (None, convert_squad.ANSWER_ABSENT)
+    assert check(text="甲乙", start=1) == (None, convert_squad.ANSWER_AMBIGUOUS)
+    for empty in [{"question": " "}, {"text": " "}, {"paragraph": None}]:
+        assert check(**empty) == (None, convert_squad.EMPTY_TEXT), empty
+
+
+def test_the_report_counts_every_question_and_a_drop_skips_only_its_question():
+    """Three answers as given and one repaired; the first question has too few paragraphs without its answer (甲 is
+    in all but one), the next three are kept after it. An id twice among the converted questions names the file of
+    the first."""
+    paragraphs = ["甲乙", "甲丙", "甲丁", "戊己"]
+    questions = [SquadQuestion("a", "甲?", 0, [{"text": "甲", "answer_start": 0}], "f"),
+                 SquadQuestion("b", "戊?", 3, [{"text": "戊", "answer_start": 0}], "f"),
+                 SquadQuestion("c", "己?", 3, [{"text": "己", "answer_start": 1}], "f"),
+                 SquadQuestion("d", "丙?", 1, [{"text": "丙", "answer_start": 0}], "f")]
+    _, records, report = convert(questions, paragraphs, num_candidates=3, seed=0)
+    assert [record["id"] for record in records] == ["b", "c", "d"]
+    assert report["f"] == {"read": 4, convert_squad.AS_GIVEN: 3, REPAIRED: 1, convert_squad.TOO_FEW_NEGATIVES: 1,
+                           "kept": 3}  # fmt: skip
+    twice = [SquadQuestion("x", "甲?", 0, [], "first.json"), SquadQuestion("x", "乙?", 0, [], "second.json")]
+    with pytest.raises(InputError, match=r"second.json: question id 'x': also in first.json"):
+        convert_squad.check_unique_ids(twice, [], None)
+
+
 def test_too_few_paragraphs_without_the_answer_drops_the_question(squad_file):
     paragraphs, questions = read_squad_files([squad_file])
     _, records, report = convert(questions, paragraphs, num_candidates=4, seed=0)

@@ -158,9 +158,9 @@ def test_evaluation_reads_the_predicted_label_of_each_words_first_piece():
 
 def test_intent_features_are_the_tokenizers_own_with_the_intent_ids(english_tokenizer):
     examples = {"text": ["book a table", "what time is it now please"], "intent": ["book", "time"]}
-    features = prepare_intent_features(examples, english_tokenizer, 5, label2id={"time": 0, "book": 1})
-    assert features["input_ids"] == english_tokenizer(examples["text"], truncation=True, max_length=5)["input_ids"]
-    assert [len(ids) for ids in features["input_ids"]] == [5, 5]  # [CLS] book a table [SEP], and cut to 5
+    features = prepare_intent_features(examples, english_tokenizer, 6, label2id={"time": 0, "book": 1})
+    assert features["input_ids"] == english_tokenizer(examples["text"], truncation=True, max_length=6)["input_ids"]
+    assert [len(ids) for ids in features["input_ids"]] == [5, 6]  # [CLS] book a table [SEP], and one cut to 6
     assert features["labels"] == [1, 0]
     padded = prepare_intent_features({"text": ["hi"]}, english_tokenizer, 8, pad_to_max_length=True,
                                      label2id={"time": 0})
@@ -168,7 +168,28 @@ def test_intent_features_are_the_tokenizers_own_with_the_intent_ids(english_toke
     assert len(unpadded) < 8
     assert padded["input_ids"][0] == unpadded + [english_tokenizer.pad_token_id] * (8 - len(unpadded))
     assert "labels" not in padded
-    assert "labels" not in prepare_intent_features(examples, english_tokenizer, 5)
+    # Padding on, truncation stays on (the tokenizer truncates by itself only when nothing is padded).
+    cut = prepare_intent_features({"text": [examples["text"][1]]}, english_tokenizer, 6, pad_to_max_length=True)
+    assert cut["input_ids"] == [features["input_ids"][1]]
+    assert "labels" not in prepare_intent_features(examples, english_tokenizer, 6)
+
+
+def test_slot_features_padded_on_request_only(english_tokenizer):
+    """Unpadded, each utterance has its own length; padded, every one has max_seq_length tokens, and the labels too
+    (IGNORED_LABEL on the padding), the first pieces unchanged."""
+    examples = {"tokens": [["i", "want"], ["at", "noon", "please"]], "tags": [["O", "O"], ["O", "B-time", "O"]]}
+    unpadded = prepare_slot_features(examples, english_tokenizer, 16, label2id=LABEL2ID)
+    lengths = [len(ids) for ids in unpadded["input_ids"]]
+    assert lengths == [len(ids) for ids in english_tokenizer(examples["tokens"], is_split_into_words=True)["input_ids"]]
+    assert lengths[0] != lengths[1] and max(lengths) < 16
+    padded = prepare_slot_features(examples, english_tokenizer, 16, pad_to_max_length=True, label2id=LABEL2ID)
+    assert [len(ids) for ids in padded["input_ids"]] == [16, 16] and [len(row) for row in padded["labels"]] == [16, 16]
+    assert padded["first_pieces"] == unpadded["first_pieces"]
+    for row, length in zip(padded["labels"], lengths):
+        assert row[length:] == [IGNORED_LABEL] * (16 - length)
+    # Padding on, truncation stays on: 4 tokens, the words past them cut off (first piece -1).
+    cut = prepare_slot_features(examples, english_tokenizer, 4, pad_to_max_length=True, label2id=LABEL2ID)
+    assert [len(ids) for ids in cut["input_ids"]] == [4, 4] and cut["first_pieces"][1][2] == -1
 
 
 # --- Submission CSVs ------------------------------------------------------------------------------------------------
