@@ -489,6 +489,29 @@ def test_joined_candidates_are_read_as_the_joined_text_and_no_answer_is_on_a_sep
     assert postprocess_qa_predictions(examples, features, ([start_logits], [end_logits])) == {"q": "臺北"}
 
 
+def test_windows_of_a_tokenizer_without_token_types_are_its_own_pairs(tmp_path):
+    """roberta-base style (byte-level BPE, <s> q </s></s> p </s>, no token_type_ids): the windows assembled from the
+    question's and the paragraph's tokens are the tokenizer's own encoding of the pair, without token types."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import AutoTokenizer, RobertaTokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(["who is the king of the north"] * 5, vocab_size=280,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>"])
+    bpe.save_model(str(tmp_path))
+    RobertaTokenizer(vocab=str(tmp_path / "vocab.json"), merges=str(tmp_path / "merges.txt")).save_pretrained(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    examples = {"id": ["q"], "question": ["who is king?"], "context": ["the king of the north"],
+                "answers": [{"text": ["north"], "answer_start": [16]}]}
+    features = prepare_train_features(examples, tokenizer, max_seq_length=64, doc_stride=16, max_question_length=16)
+    own = tokenizer("who is king?", "the king of the north")
+    assert "token_type_ids" not in own and "token_type_ids" not in features
+    assert features["input_ids"] == [own["input_ids"]] and features["attention_mask"] == [own["attention_mask"]]
+    end = len(own["input_ids"]) - 2  # "north", before the last </s>
+    assert features["end_positions"] == [end]
+    assert tokenizer.decode(own["input_ids"][features["start_positions"][0] : end + 1]).strip() == "north"
+
+
 def test_version_2_null_answers_win_when_the_null_score_beats_the_best_span_by_more_than_the_threshold(tmp_path):
     """SQuAD 2.0 post-processing (version_2_with_negative): the null score is the [CLS] start + end logits (the lowest
     over an example's windows), against the best span's score, 5 here (景宗, as above)."""
