@@ -162,17 +162,18 @@ def test_each_outcome_of_an_answer_check():
 
 
 def test_the_report_counts_every_question_and_a_drop_skips_only_its_question():
-    """Three answers as given and one repaired; the first question has too few paragraphs without its answer (甲 is
-    in all but one), the next three are kept after it. An id twice among the converted questions names the file of
+    """Four answers as given and one repaired; the first and the last question have too few paragraphs without their
+    answer (甲 is in all but one), the three between them are kept. An id twice among the converted questions names the file of
     the first."""
     paragraphs = ["甲乙", "甲丙", "甲丁", "戊己"]
     questions = [SquadQuestion("a", "甲?", 0, [{"text": "甲", "answer_start": 0}], "f"),
                  SquadQuestion("b", "戊?", 3, [{"text": "戊", "answer_start": 0}], "f"),
                  SquadQuestion("c", "己?", 3, [{"text": "己", "answer_start": 1}], "f"),
-                 SquadQuestion("d", "丙?", 1, [{"text": "丙", "answer_start": 0}], "f")]
+                 SquadQuestion("d", "丙?", 1, [{"text": "丙", "answer_start": 0}], "f"),
+                 SquadQuestion("e", "甲?", 2, [{"text": "甲", "answer_start": 0}], "f")]
     _, records, report = convert(questions, paragraphs, num_candidates=3, seed=0)
     assert [record["id"] for record in records] == ["b", "c", "d"]
-    assert report["f"] == {"read": 4, convert_squad.AS_GIVEN: 3, REPAIRED: 1, convert_squad.TOO_FEW_NEGATIVES: 1,
+    assert report["f"] == {"read": 5, convert_squad.AS_GIVEN: 4, REPAIRED: 1, convert_squad.TOO_FEW_NEGATIVES: 2,
                            "kept": 3}  # fmt: skip
     twice = [SquadQuestion("x", "甲?", 0, [], "first.json"), SquadQuestion("x", "乙?", 0, [], "second.json")]
     with pytest.raises(InputError, match=r"second.json: question id 'x': also in first.json"):
