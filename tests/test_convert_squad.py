@@ -180,6 +180,18 @@ def test_the_report_counts_every_question_and_a_drop_skips_only_its_question():
         convert_squad.check_unique_ids(twice, [], None)
 
 
+def test_hard_negatives_tied_in_similarity_keep_the_paragraph_order():
+    """21 paragraphs: the gold one, then 20 in two groups of equal texts (so equal scores) interleaved: 甲乙丙 shares
+    the question's bigram 甲乙, 丁戊己 shares nothing. The negatives: the first group in paragraph order, then the
+    second (beyond the 16 elements that NumPy sorts by insertion, stable by chance, in its default sort)."""
+    pattern = ["丁戊己", "甲乙丙", "甲乙丙", "丁戊己", "甲乙丙"] * 4
+    paragraphs = ["甲乙庚", *pattern]
+    question = SquadQuestion("q", "甲乙?", 0, [], "test")
+    (negatives,) = hard_negatives(paragraphs, [question], [{"text": "庚", "start": 2}], 20)
+    similar = [i + 1 for i, text in enumerate(pattern) if text == "甲乙丙"]
+    assert negatives == similar + [i + 1 for i, text in enumerate(pattern) if text == "丁戊己"]
+
+
 def test_too_few_paragraphs_without_the_answer_drops_the_question(squad_file):
     paragraphs, questions = read_squad_files([squad_file])
     _, records, report = convert(questions, paragraphs, num_candidates=4, seed=0)
