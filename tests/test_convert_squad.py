@@ -192,6 +192,16 @@ def test_hard_negatives_tied_in_similarity_keep_the_paragraph_order():
     assert negatives == similar + [i + 1 for i, text in enumerate(pattern) if text == "丁戊己"]
 
 
+def test_a_blank_context_is_no_paragraph_and_its_question_is_dropped_as_empty(tmp_path):
+    """A paragraph of spaces between two real ones: it gets no corpus index (context.json could not hold it), and its
+    question is dropped as empty, not as an absent answer."""
+    content = squad(("甲乙丙", [qa("a", "甲?", ("甲", 0))]), ("  ", [qa("b", "乙?", ("乙", 0))]),
+                    ("丁戊", [qa("c", "丁?", ("丁", 0))]))
+    paragraphs, questions = read_squad_files([write_json(tmp_path / "blank.json", content)])
+    assert paragraphs == ["甲乙丙", "丁戊"] and [q.paragraph for q in questions] == [0, None, 1]
+    assert convert_squad.checked_answer(questions[1], paragraphs, set()) == (None, convert_squad.EMPTY_TEXT)
+
+
 def test_too_few_paragraphs_without_the_answer_drops_the_question(squad_file):
     paragraphs, questions = read_squad_files([squad_file])
     _, records, report = convert(questions, paragraphs, num_candidates=4, seed=0)
