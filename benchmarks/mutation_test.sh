@@ -3,9 +3,9 @@
 # that decide answers, windows, offsets, labels, metrics and outputs, runs the tests that reach the changed function,
 # and counts the changes ("mutants") some test notices. Not run by CI (tens of minutes on 2 cores).
 #
-#   bash benchmarks/mutation_test.sh --fast                # FAST_SCOPE, unit tests only (about 30 minutes)
-#   bash benchmarks/mutation_test.sh --wiring              # WIRING_SCOPE, tests that run tiny models (about 40 min)
-#   bash benchmarks/mutation_test.sh                       # both scopes in one run (over an hour)
+#   bash benchmarks/mutation_test.sh --fast                # FAST_SCOPE, unit tests only (30-40 min on 2 cores)
+#   bash benchmarks/mutation_test.sh --wiring              # WIRING_SCOPE, tests that run tiny models (an hour)
+#   bash benchmarks/mutation_test.sh                       # both scopes in one run (hours)
 #   bash benchmarks/mutation_test.sh --fast 'decoding.*'   # only the mutants whose names match (mutmut's globs)
 #   bash benchmarks/mutation_test.sh --fast --report       # the score of what has run so far, nothing run
 #
