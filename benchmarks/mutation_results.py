@@ -1,4 +1,4 @@
-"""The results of benchmarks/mutation_test.sh: run in its work folder (.mutation/), after `mutmut run`.
+"""The results of benchmarks/mutation_test.sh: run in its work folder (.mutation/<mode>/), after `mutmut run`.
 
     python mutation_results.py recheck --deselect EXPR PATTERN [PATTERN ...]
     python mutation_results.py report PATTERN [PATTERN ...]

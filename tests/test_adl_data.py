@@ -10,7 +10,7 @@ import pytest
 
 from adl_data import load_context, load_questions, locate_answer, to_multiple_choice_examples, to_squad_examples
 from cli import InputError
-from outputs import check_output_path, csv_field, write_atomically, write_predictions_csv
+from outputs import OutputPlan, binary, check_output_path, csv_field, json_text, write_atomically, write_predictions_csv
 
 CONTEXT = ["景宗是朝鮮王朝的第二十代君主。", "辛壬士禍發生於景宗在位時，景宗在位四年。", "臺北市是臺灣的首都。"]
 
@@ -79,6 +79,8 @@ def test_unreadable_files(tmp_path, content, message):
         ({"relevant": 1.0}, "field 'relevant': expected an integer, found a number"),
         ({"answer": "景宗"}, "field 'answer': expected an object"),
         ({"answer": {"text": "景宗"}}, "field 'answer': field 'start': missing"),
+        ({"answer": {"start": 0}}, "field 'answer': field 'text': missing"),
+        ({"answer": {"text": "景\u0000宗", "start": 0}}, r"field 'answer\.text': character 1 is '\\x00'"),
         ({"answer": {"text": "", "start": 0}}, "field 'answer.text': is empty"),
         ({"answer": {"text": "世宗", "start": 0}}, r"'世宗' does not occur in paragraph 0"),
     ],
@@ -129,6 +131,19 @@ def test_locate_answer_says_where_without_raising():
 def test_an_answer_at_the_paragraphs_first_character_is_where_it_says_even_when_it_occurs_again():
     """Start 0 is a valid start: the answer is taken there, not searched for (甲乙 occurs twice, so a search fails)."""
     assert locate_answer("甲乙甲乙", "甲乙", 0) == (0, [])
+
+
+def test_a_binary_writer_gets_a_binary_file_and_a_text_writer_a_utf8_one_without_newline_translation(tmp_path):
+    """What OutputPlan.write opens for each writer: bytes as they are for a figure (binary), text in UTF-8 otherwise.
+    And strict JSON: NaN is our bug, never written as the non-JSON NaN."""
+    plan = OutputPlan()
+    figure, table = plan.add(tmp_path / "figure.png"), plan.add(tmp_path / "pred.csv")
+    plan.write({figure: binary(lambda file: file.write(b"\x89PNG\r\n")), table: lambda file: file.write("id,景宗\n")})
+    assert figure.read_bytes() == b"\x89PNG\r\n"
+    assert table.read_bytes() == "id,景宗\n".encode("utf-8")
+    assert json_text({"景": [1.5, None]}, indent=1) == '{\n "景": [\n  1.5,\n  null\n ]\n}'
+    with pytest.raises(ValueError):
+        json_text({"score": float("nan")})
 
 
 def test_csv_field_quotes_each_thing_a_reader_could_split_or_trim_and_nothing_else():

@@ -205,3 +205,31 @@ def test_summary_table_metrics_categories_and_em_f1_agree_with_errors_jsonl(anal
     # "shares-characters-elsewhere" has F1 > 0 and no overlap: categories follow offsets, F1 follows characters.
     shares = next(r for r in records if r["id"] == "shares-characters-elsewhere")
     assert shares["f1"] > 0 and shares["category"] == "wrong span"
+
+
+def test_answer_metrics_of_hand_made_answers_count_each_category_and_no_answer():
+    """answer_metrics on a Prediction made by hand (no model): 5 labelled questions, answers from the gold paragraph
+    (right, partial overlap, wrong span), from another paragraph, and none at all (a wrong paragraph: None is no
+    paragraph). The second question's n-best has the gold answer second: only the first counts."""
+    from decoding import Answer
+
+    def question(qid, relevant, text, start):
+        return {"id": qid, "question": "?", "paragraphs": [relevant], "relevant": relevant,
+                "answer": {"text": text, "start": start}}
+
+    questions = [question("a", 0, "景宗", 0), question("b", 0, "景宗", 0), question("c", 2, "在位四年", 2),
+                 question("d", 2, "在位", 2), question("e", 0, "景宗", 0)]
+    nbest = [[Answer(0, 0, 2, "景宗", -0.1)], [Answer(1, 0, 2, "臺北", -0.2), Answer(0, 0, 2, "景宗", -0.5)],
+             [Answer(2, 4, 7, "四年。", -0.3)], [Answer(2, 5, 7, "年。", -0.4)], []]
+    prediction = inference.Prediction(
+        answers={"a": "景宗", "b": "臺北", "c": "四年。", "d": "年。", "e": ""}, answer_paragraphs=[0, 1, 2, 2, None],
+        selected_paragraphs=[0, 1, 2, 0, 0], nbest=nbest, stages=(), load_seconds=0.0, metrics=None)
+    metrics = analysis.answer_metrics(questions, prediction)
+    assert metrics["categories"] == {"right": 1, "wrong paragraph": 2, "partial overlap": 1, "wrong span": 1}
+    assert metrics["questions"] == 5 and metrics["exact_match"] == pytest.approx(20.0)
+    # F1: 1 (a) + 2/3 (c: 四年 of 在位四年, precision 1, recall 1/2) over 5 questions.
+    assert metrics["f1"] == pytest.approx(100 * (1 + 2 / 3) / 5)
+    assert metrics["paragraph_selection_accuracy"] == pytest.approx(3 / 5)
+    assert metrics["answer_paragraph_accuracy"] == pytest.approx(3 / 5)
+    assert metrics["answer_from_gold_paragraph"]["questions"] == 3
+    assert metrics["answer_from_other_paragraph"] == {"questions": 2, "exact_match": 0.0, "f1": 0.0}

@@ -143,6 +143,65 @@ def test_hard_negatives_are_the_most_similar_paragraphs_without_the_answer():
     assert hard_negatives(paragraphs, [question], [answer], 0) == [[]]
 
 
+def test_each_outcome_of_an_answer_check():
+    """checked_answer on hand-made questions: the answer at answer_start, repaired to its only occurrence, absent,
+    ambiguous (twice elsewhere), and each of question, answer and paragraph empty."""
+    paragraphs = ["甲乙丙甲乙", "丁戊己"]
+
+    def check(question="問?", paragraph=0, text="丙", start=2):
+        return convert_squad.checked_answer(
+            SquadQuestion("q", question, paragraph, [{"text": text, "answer_start": start}], "f"), paragraphs, set()
+        )
+
+    assert check() == ({"text": "丙", "start": 2}, convert_squad.AS_GIVEN)
+    assert check(start=0) == ({"text": "丙", "start": 2}, REPAIRED)
+    assert check(text="庚") == (None, convert_squad.ANSWER_ABSENT)
+    assert check(text="甲乙", start=1) == (None, convert_squad.ANSWER_AMBIGUOUS)
+    for empty in [{"question": " "}, {"text": " "}, {"paragraph": None}]:
+        assert check(**empty) == (None, convert_squad.EMPTY_TEXT), empty
+
+
+def test_the_report_counts_every_question_and_a_drop_skips_only_its_question():
+    """Four answers as given and one repaired; the first and the last question have too few paragraphs without their
+    answer (甲 is in all but one), the three between them are kept. An id twice among the converted questions names the file of
+    the first."""
+    paragraphs = ["甲乙", "甲丙", "甲丁", "戊己"]
+    questions = [SquadQuestion("a", "甲?", 0, [{"text": "甲", "answer_start": 0}], "f"),
+                 SquadQuestion("b", "戊?", 3, [{"text": "戊", "answer_start": 0}], "f"),
+                 SquadQuestion("c", "己?", 3, [{"text": "己", "answer_start": 1}], "f"),
+                 SquadQuestion("d", "丙?", 1, [{"text": "丙", "answer_start": 0}], "f"),
+                 SquadQuestion("e", "甲?", 2, [{"text": "甲", "answer_start": 0}], "f")]
+    _, records, report = convert(questions, paragraphs, num_candidates=3, seed=0)
+    assert [record["id"] for record in records] == ["b", "c", "d"]
+    assert report["f"] == {"read": 5, convert_squad.AS_GIVEN: 4, REPAIRED: 1, convert_squad.TOO_FEW_NEGATIVES: 2,
+                           "kept": 3}  # fmt: skip
+    twice = [SquadQuestion("x", "甲?", 0, [], "first.json"), SquadQuestion("x", "乙?", 0, [], "second.json")]
+    with pytest.raises(InputError, match=r"second.json: question id 'x': also in first.json"):
+        convert_squad.check_unique_ids(twice, [], None)
+
+
+def test_hard_negatives_tied_in_similarity_keep_the_paragraph_order():
+    """21 paragraphs: the gold one, then 20 in two groups of equal texts (so equal scores) interleaved: 甲乙丙 shares
+    the question's bigram 甲乙, 丁戊己 shares nothing. The negatives: the first group in paragraph order, then the
+    second (beyond the 16 elements that NumPy sorts by insertion, stable by chance, in its default sort)."""
+    pattern = ["丁戊己", "甲乙丙", "甲乙丙", "丁戊己", "甲乙丙"] * 4
+    paragraphs = ["甲乙庚", *pattern]
+    question = SquadQuestion("q", "甲乙?", 0, [], "test")
+    (negatives,) = hard_negatives(paragraphs, [question], [{"text": "庚", "start": 2}], 20)
+    similar = [i + 1 for i, text in enumerate(pattern) if text == "甲乙丙"]
+    assert negatives == similar + [i + 1 for i, text in enumerate(pattern) if text == "丁戊己"]
+
+
+def test_a_blank_context_is_no_paragraph_and_its_question_is_dropped_as_empty(tmp_path):
+    """A paragraph of spaces between two real ones: it gets no corpus index (context.json could not hold it), and its
+    question is dropped as empty, not as an absent answer."""
+    content = squad(("甲乙丙", [qa("a", "甲?", ("甲", 0))]), ("  ", [qa("b", "乙?", ("乙", 0))]),
+                    ("丁戊", [qa("c", "丁?", ("丁", 0))]))
+    paragraphs, questions = read_squad_files([write_json(tmp_path / "blank.json", content)])
+    assert paragraphs == ["甲乙丙", "丁戊"] and [q.paragraph for q in questions] == [0, None, 1]
+    assert convert_squad.checked_answer(questions[1], paragraphs, set()) == (None, convert_squad.EMPTY_TEXT)
+
+
 def test_too_few_paragraphs_without_the_answer_drops_the_question(squad_file):
     paragraphs, questions = read_squad_files([squad_file])
     _, records, report = convert(questions, paragraphs, num_candidates=4, seed=0)

@@ -9,7 +9,13 @@ from transformers import AutoTokenizer
 from adl_data import check_known_labels, load_intent_utterances, load_slot_utterances
 from cli import InputError
 from outputs import write_predictions_csv
-from run_slot import IGNORED_LABEL, compute_slot_metrics, prepare_slot_features, tags_per_word
+import numpy as np
+import torch
+from transformers import EvalPrediction
+
+from run_intent import prepare_intent_features
+from run_slot import (IGNORED_LABEL, compute_slot_metrics, predicted_label_ids, prepare_slot_features,
+                      score_predictions, tags_per_word)
 
 TAGS = ["B-first_name", "B-last_name", "B-time", "I-last_name", "I-time", "O"]
 LABEL2ID = {tag: index for index, tag in enumerate(TAGS)}
@@ -131,6 +137,59 @@ def test_slot_metrics_when_nothing_is_predicted():
     metrics = compute_slot_metrics([["O", "O"], ["O"]], [["B-time", "O"], ["O"]])
     assert metrics == {"joint_accuracy": 0.5, "token_accuracy": 2 / 3, "entity_precision": 0.0, "entity_recall": 0.0,
                        "entity_f1": 0.0}  # fmt: skip
+
+
+def test_evaluation_reads_the_predicted_label_of_each_words_first_piece():
+    """What the Trainer hands run_slot.py's compute_metrics: the label ids predicted_label_ids keeps (the most likely
+    label per position), read back one tag per word (first pieces at 1 and 3 of utterance 0, 1 of utterance 1) and
+    scored against the gold tags."""
+    logits = torch.tensor([[[0.0, 0.0, 0.0, 0.0, 0.0, 9.0], [0.0, 0.0, 9.0, 0.0, 0.0, 0.0], [9.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+                            [0.0, 0.0, 0.0, 0.0, 9.0, 0.0]],
+                           [[9.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 9.0], [0.0, 9.0, 0.0, 0.0, 0.0, 0.0],
+                            [0.0, 9.0, 0.0, 0.0, 0.0, 0.0]]])  # fmt: skip
+    predicted = predicted_label_ids(logits, None)
+    assert predicted.tolist() == [[5, 2, 0, 4], [0, 5, 1, 1]]
+    metrics = score_predictions(EvalPrediction(predictions=predicted.numpy(), label_ids=None), [[1, 3], [1, -1]],
+                                [["B-time", "I-time"], ["O", "B-last_name"]], TAGS)
+    # Tags B-time I-time and O O (the second word cut off): 3 of 4 words, 1 of 2 utterances, 1 entity of 1 and 2.
+    assert metrics == {"joint_accuracy": 0.5, "token_accuracy": 0.75, "entity_precision": 1.0, "entity_recall": 0.5,
+                       "entity_f1": pytest.approx(2 / 3)}  # fmt: skip
+
+
+def test_intent_features_are_the_tokenizers_own_with_the_intent_ids(english_tokenizer):
+    examples = {"text": ["book a table", "what time is it now please"], "intent": ["book", "time"]}
+    features = prepare_intent_features(examples, english_tokenizer, 6, label2id={"time": 0, "book": 1})
+    assert features["input_ids"] == english_tokenizer(examples["text"], truncation=True, max_length=6)["input_ids"]
+    assert [len(ids) for ids in features["input_ids"]] == [5, 6]  # [CLS] book a table [SEP], and one cut to 6
+    assert features["labels"] == [1, 0]
+    padded = prepare_intent_features({"text": ["hi"]}, english_tokenizer, 8, pad_to_max_length=True,
+                                     label2id={"time": 0})
+    unpadded = english_tokenizer("hi")["input_ids"]  # [CLS] h ##i [SEP] in this vocabulary
+    assert len(unpadded) < 8
+    assert padded["input_ids"][0] == unpadded + [english_tokenizer.pad_token_id] * (8 - len(unpadded))
+    assert "labels" not in padded
+    # Padding on, truncation stays on (the tokenizer truncates by itself only when nothing is padded).
+    cut = prepare_intent_features({"text": [examples["text"][1]]}, english_tokenizer, 6, pad_to_max_length=True)
+    assert cut["input_ids"] == [features["input_ids"][1]]
+    assert "labels" not in prepare_intent_features(examples, english_tokenizer, 6)
+
+
+def test_slot_features_padded_on_request_only(english_tokenizer):
+    """Unpadded, each utterance has its own length; padded, every one has max_seq_length tokens, and the labels too
+    (IGNORED_LABEL on the padding), the first pieces unchanged."""
+    examples = {"tokens": [["i", "want"], ["at", "noon", "please"]], "tags": [["O", "O"], ["O", "B-time", "O"]]}
+    unpadded = prepare_slot_features(examples, english_tokenizer, 16, label2id=LABEL2ID)
+    lengths = [len(ids) for ids in unpadded["input_ids"]]
+    assert lengths == [len(ids) for ids in english_tokenizer(examples["tokens"], is_split_into_words=True)["input_ids"]]
+    assert lengths[0] != lengths[1] and max(lengths) < 16
+    padded = prepare_slot_features(examples, english_tokenizer, 16, pad_to_max_length=True, label2id=LABEL2ID)
+    assert [len(ids) for ids in padded["input_ids"]] == [16, 16] and [len(row) for row in padded["labels"]] == [16, 16]
+    assert padded["first_pieces"] == unpadded["first_pieces"]
+    for row, length in zip(padded["labels"], lengths):
+        assert row[length:] == [IGNORED_LABEL] * (16 - length)
+    # Padding on, truncation stays on: 4 tokens, the words past them cut off (first piece -1).
+    cut = prepare_slot_features(examples, english_tokenizer, 4, pad_to_max_length=True, label2id=LABEL2ID)
+    assert [len(ids) for ids in cut["input_ids"]] == [4, 4] and cut["first_pieces"][1][2] == -1
 
 
 # --- Submission CSVs ------------------------------------------------------------------------------------------------

@@ -54,3 +54,16 @@ def test_pairs_assembled_from_tokenized_pieces_equal_the_tokenizers_own(tokenize
                               max_length=max_seq_length, padding="max_length" if pad else False)
         for name in ("input_ids", "token_type_ids", "attention_mask"):
             assert features[name][i] == reference[name], (name, i)
+
+
+def test_collator_pads_a_batch_of_one_question_to_a_multiple_of_its_setting(tokenizer):
+    """A batch of one question (the last batch of an epoch can be that small), and pad_to_multiple_of 8 (fp16 and bf16
+    runs): [CLS] 誰 ? [SEP] + 5 or 2 paragraph characters + [SEP] make 10 and 7 tokens, padded to 16."""
+    examples = {"question": ["誰?"], "candidates": [["景宗在位。", "甲乙"]], "label": [1]}
+    features = prepare_multiple_choice_features(examples, tokenizer, max_seq_length=64)
+    assert [len(ids) for ids in features["input_ids"][0]] == [10, 7]
+    collator = DataCollatorForMultipleChoice(tokenizer, pad_to_multiple_of=8)
+    batch = collator([{key: features[key][0] for key in features}])
+    assert batch["input_ids"].shape == (1, 2, 16)
+    assert batch["attention_mask"].sum(dim=2).tolist() == [[10, 7]]
+    assert batch["choice_mask"].tolist() == [[True, True]] and batch["labels"].tolist() == [1]

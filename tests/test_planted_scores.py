@@ -183,6 +183,16 @@ def test_inference_doc_stride_decides_whether_an_answer_across_a_window_edge_is_
         assert answers[name] == (short if name == "across-the-first-edge" else answer), name
 
 
+def test_a_paragraph_of_one_character_has_its_one_span_as_the_answer(planted_models, tmp_path):
+    """A one-character paragraph has exactly one valid span, itself: it is the answer (the span model's scores do not
+    matter when there is nothing else)."""
+    data = {
+        "context": write_json(tmp_path / "context.json", ["天"]),
+        "test": write_json(tmp_path / "test.json", [{"id": "q", "question": QUESTION, "paragraphs": [0]}]),
+    }
+    assert infer(planted_models, data, tmp_path / "pred.csv") == {"q": "天"}
+
+
 def test_inference_max_seq_length_decides_what_paragraph_selection_reads(planted_models, tmp_path):
     """Candidate A has one 標 at its start; B has twenty beyond its first 59 tokens. At 64 tokens per pair only A's
     is read, so A wins; at 256, B's denser share wins."""

@@ -277,3 +277,17 @@ def test_train_sh_refuses_a_blank_value(flag, value, message, tmp_path):
     assert result.returncode == 2
     assert stderr_lines(result)[0] == f"error: {message}"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (["--doc_stride", "96"], "unknown argument '--doc_stride' (Trainer flags go after --)"),
+    (["--span_flags"], "--span_flags needs a value"),
+])  # fmt: skip
+def test_train_sh_refuses_an_unknown_argument_or_a_missing_value_before_anything_runs(arguments, message, tmp_path):
+    """A Trainer flag before -- (it would be dropped, not passed on) and a flag without its value, as the last word."""
+    result = run_script(ROOT / "train.sh", "--data_dir", str(SAMPLES), "--models", "bert-base-chinese",
+                        "--output_root", str(tmp_path / "out"), *arguments, cwd=tmp_path,
+                        env={"PYTHON": sys.executable}, check=False)  # fmt: skip
+    assert result.returncode == 2
+    assert stderr_lines(result)[0] == f"error: {message}"
+    assert list(tmp_path.iterdir()) == []

@@ -1,5 +1,6 @@
 """Span selection: windows, answer labels, offsets and post-processing, checked character by character."""
 
+import builtins
 import json
 import math
 import warnings
@@ -7,7 +8,9 @@ import warnings
 import numpy as np
 import pytest
 
-from spans import best_spans_of_windows, merge_character_spans
+import outputs
+from adl_data import to_squad_examples
+from spans import best_spans_of_windows, merge_character_spans, paragraph_runs, token_runs
 from tokens import truncate_questions
 from utils_qa import postprocess_qa_predictions, prepare_train_features, prepare_validation_features
 
@@ -252,6 +255,20 @@ def test_answers_on_the_first_or_last_token_of_a_window_are_labelled_with_their_
     features = prepare_train_features(examples, tokenizer, max_seq_length=32, doc_stride=8, max_question_length=8)
     # [CLS] 問 [SEP] then the paragraph from position 3.
     assert list(zip(features["start_positions"], features["end_positions"])) == [(3, 4), (4, 5), (3, 3)]
+    # Padded to max_seq_length on request (the labels stay): [CLS] 問 [SEP] 景 宗 王 [SEP] is 7 tokens of 32.
+    padded = prepare_train_features(examples, tokenizer, max_seq_length=32, doc_stride=8, max_question_length=8,
+                                    pad_to_max_length=True)
+    own = tokenizer(examples["question"], examples["context"], padding="max_length", max_length=32)
+    for name in ("input_ids", "token_type_ids", "attention_mask"):
+        assert padded[name] == own[name], name
+    assert [sum(mask) for mask in padded["attention_mask"]] == [7, 7, 5]
+    assert list(zip(padded["start_positions"], padded["end_positions"])) == [(3, 4), (4, 5), (3, 3)]
+    # Evaluation windows get the same labels when the examples have answers (the evaluation loss), none without.
+    validation = prepare_validation_features(examples, tokenizer, max_seq_length=32, doc_stride=8, max_question_length=8)
+    assert list(zip(validation["start_positions"], validation["end_positions"])) == [(3, 4), (4, 5), (3, 3)]
+    unlabelled = prepare_validation_features({key: examples[key] for key in ("id", "question", "context")}, tokenizer,
+                                             max_seq_length=32, doc_stride=8, max_question_length=8)
+    assert "start_positions" not in unlabelled and unlabelled["example_id"] == ["first", "last", "one"]
 
 
 def test_tied_spans_keep_the_windows_order_however_many_there_are():
@@ -347,6 +364,152 @@ def test_the_nbest_entries_give_the_spans_offsets_logits_and_probabilities(tmp_p
         ],
         "no window": [],
     }
+
+
+def test_take_along_axis_is_called_with_its_axis_as_numpy_below_2_3_requires(monkeypatch):
+    """NumPy 2.0-2.2 (requirements.txt allows numpy>=2.0) has no default axis for np.take_along_axis: a call without
+    axis= is a TypeError there and works on NumPy 2.3+ only. The old signature is put in place and the spans of
+    ONE_WINDOW are searched through it (test_environments.py does the same through inference.py and run_qa.py)."""
+    original, calls = np.take_along_axis, []
+
+    def take_along_axis(arr, indices, axis):  # NumPy < 2.3: axis has no default
+        calls.append(axis)
+        return original(arr, indices, axis=axis)
+
+    monkeypatch.setattr(np, "take_along_axis", take_along_axis)
+    examples, features = {"id": ["q"], "context": ["景宗王"]}, {"example_id": ["q"], "offset_mapping": [ONE_WINDOW]}
+    logits = ([np.array([9.0, 2.0, 1.0, 0.0, 9.0])], [np.array([9.0, 0.0, 3.0, 1.0, 9.0])])
+    assert postprocess_qa_predictions(examples, features, logits, n_best_size=2, max_answer_length=3) == {"q": "景宗"}
+    assert calls == [1] * 5  # the best spans' scores, and twice two in _first_in_order (the starts, then the spans)
+
+
+def test_the_json_files_are_utf8_where_open_defaults_to_ascii(monkeypatch, tmp_path):
+    """A process in the C locale without UTF-8 mode (LC_ALL=C, PYTHONUTF8=0, as test_environments.py runs) opens text
+    files as ASCII unless told the encoding: the writers' open() gets that default here, so predictions.json and
+    nbest_predictions.json hold Chinese only if their files are opened with encoding="utf-8"."""
+    real_open = builtins.open
+
+    def open_in_the_c_locale(file, mode="r", *args, encoding=None, **kwargs):
+        if encoding is None and "b" not in mode:
+            encoding = "ascii"
+        return real_open(file, mode, *args, encoding=encoding, **kwargs)
+
+    monkeypatch.setattr(outputs, "open", open_in_the_c_locale, raising=False)
+    examples, features = {"id": ["q"], "context": ["景宗王"]}, {"example_id": ["q"], "offset_mapping": [ONE_WINDOW]}
+    logits = ([np.array([9.0, 2.0, 1.0, 0.0, 9.0])], [np.array([9.0, 0.0, 3.0, 1.0, 9.0])])
+    postprocess_qa_predictions(examples, features, logits, n_best_size=1, max_answer_length=3, output_dir=str(tmp_path))
+    assert (tmp_path / "predictions.json").read_bytes() == '{\n  "q": "景宗"\n}'.encode("utf-8")
+    assert "景宗".encode("utf-8") in (tmp_path / "nbest_predictions.json").read_bytes()
+
+
+def test_spans_are_scored_in_float32_even_from_float64_logits(tmp_path):
+    """Logits may come as float64 (a list of arrays, not the Trainer's float32): they are read as float32, like the
+    model's own, the n-best entry lists those float32 logits, and a span's score is their float32 sum. 0.1 and 0.3
+    are no float32: float32(0.1) = 0.10000000149..., float32(0.3) = 0.30000001192..., and their float32 sum is
+    0.40000000596... (their float64 sum, 0.40000001341..., is not a float32)."""
+    examples, features = {"id": ["q"], "context": ["景宗王"]}, {"example_id": ["q"], "offset_mapping": [ONE_WINDOW]}
+    start_logits, end_logits = [np.array([9.0, 0.1, -5.0, -5.0, 9.0])], [np.array([9.0, -5.0, 0.3, -5.0, 9.0])]
+    assert start_logits[0].dtype == np.float64
+    postprocess_qa_predictions(examples, features, (start_logits, end_logits), n_best_size=1, max_answer_length=3,
+                               output_dir=str(tmp_path))
+    (best,) = json.loads((tmp_path / "nbest_predictions.json").read_text(encoding="utf-8"))["q"]
+    assert best["text"] == "景宗"
+    assert best["start_logit"] == 0.10000000149011612 and best["end_logit"] == 0.30000001192092896
+    assert best["score"] == 0.4000000059604645
+
+
+def test_the_runs_of_a_window_merge_into_its_n_best_spans_and_one_log_partition():
+    """A window across two candidates: [CLS] 1 2 [SEP] 4 5 [SEP], runs (1, 2) and (4, 5). Spans of at most 2 tokens
+    and their scores: (1, 1) 1, (1, 2) 3, (2, 2) 2 in the first run; (4, 4) 3, (4, 5) 4, (5, 5) 1 in the second. The
+    2 best: (4, 5), then (1, 2) (tied with (4, 4): the first run first)."""
+    char_starts = np.array([-1, 0, 1, -1, 3, 4, -1])
+    start_logits = np.array([9.0, 1.0, 0.0, 9.0, 3.0, 0.0, 9.0], dtype=np.float32)
+    end_logits = np.array([9.0, 0.0, 2.0, 9.0, 0.0, 1.0, 9.0], dtype=np.float32)
+    (spans,) = best_spans_of_windows([start_logits], [end_logits], [char_starts], 2, 2)
+    assert spans.start_tokens.tolist() == [4, 1] and spans.end_tokens.tolist() == [5, 2]
+    assert spans.scores.tolist() == [4.0, 3.0]
+    assert spans.log_partition == pytest.approx(math.log(2 * math.e + math.e**2 + 2 * math.e**3 + math.e**4))
+    # Two runs of 10 one-token spans scoring 1 2 2 1 2 1 2 2 1 2: the 2s of the first run, then those of the second,
+    # then the 1s likewise, each in token order (ties beyond the 16 elements that NumPy sorts by insertion, stable by
+    # chance, in its default sort).
+    char_starts = np.array([-1, *range(10), -1, *range(20, 30), -1])
+    pattern = [1.0, 2.0, 2.0, 1.0, 2.0, 1.0, 2.0, 2.0, 1.0, 2.0]
+    start_logits = np.array([9.0, *pattern, 9.0, *pattern, 9.0], dtype=np.float32)
+    (spans,) = best_spans_of_windows([start_logits], [np.zeros(23, dtype=np.float32)], [char_starts], 1, 20)
+    assert spans.start_tokens.tolist() == [2, 3, 5, 7, 8, 10, 13, 14, 16, 18, 19, 21, 1, 4, 6, 9, 12, 15, 17, 20]
+    # One run of the 20 same scores: the best first, ties in token order, within the run too.
+    char_starts = np.array([-1, *range(20), -1])
+    start_logits = np.array([9.0, *pattern, *pattern, 9.0], dtype=np.float32)
+    (spans,) = best_spans_of_windows([start_logits], [np.zeros(22, dtype=np.float32)], [char_starts], 1, 20)
+    assert spans.start_tokens.tolist() == [2, 3, 5, 7, 8, 10, 12, 13, 15, 17, 18, 20, 1, 4, 6, 9, 11, 14, 16, 19]
+    assert spans.scores.tolist() == [2.0] * 12 + [1.0] * 8
+
+
+def test_a_question_of_exactly_the_kept_tokens_is_kept_whole(tokenizer):
+    """Only a question longer than max_question_length is cut: 甲乙 followed by spaces is 2 tokens (spaces are no
+    token), and with a limit of 2 it keeps its spaces; with a limit of 1 it is cut after 甲."""
+    assert truncate_questions(["甲乙  "], tokenizer, 2) == ["甲乙  "]
+    assert truncate_questions(["甲乙  "], tokenizer, 1) == ["甲"]
+
+
+def test_token_runs_number_the_runs_of_paragraph_tokens_from_0_and_the_others_minus_1():
+    """Paragraph tokens (char_starts >= 0) in runs: a window that starts inside the paragraph (the first token is a
+    paragraph token), a separator between two candidates (-1), the [SEP] at the end."""
+    char_starts = np.array([0, 1, -1, 0, 2, 4, -1])
+    assert token_runs(char_starts).tolist() == [0, 0, -1, 1, 1, 1, -1]
+    assert [mask.tolist() for mask in paragraph_runs(char_starts)] == [
+        [True, True, False, False, False, False, False], [False, False, False, True, True, True, False]]
+    assert token_runs(np.array([-1, 5, -1])).tolist() == [-1, 0, -1]
+
+
+def test_joined_candidates_are_read_as_the_joined_text_and_no_answer_is_on_a_separator(tokenizer):
+    """Examples of joined candidates (--context_mode candidates, --end_to_end): each paragraph is tokenized once and
+    the windows equal the tokenizer's own encoding of the question with the joined text 景宗在位。\n|\n臺北\n|\n景宗;
+    the separator "|" is a token of no paragraph (offset None, never an answer), and the answer, in the second copy
+    of 景宗 (the relevant paragraph 2, joined last), is labelled there."""
+    context = ["臺北", "景宗在位。", "景宗"]
+    questions = [{"id": "q", "question": "誰?", "paragraphs": [1, 0, 2], "relevant": 2,
+                  "answer": {"text": "景宗", "start": 0}}]
+    examples = to_squad_examples(questions, context, context_mode="candidates")
+    assert examples["context"] == ["景宗在位。\n|\n臺北\n|\n景宗"] and examples["candidate_starts"] == [[0, 8, 13]]
+    own = tokenizer("誰?", examples["context"][0])
+    features = prepare_validation_features(examples, tokenizer, max_seq_length=64, doc_stride=16,
+                                           max_question_length=8)
+    assert features["input_ids"] == [own["input_ids"]] and features["token_type_ids"] == [own["token_type_ids"]]
+    # [CLS] 誰 ? [SEP], then 景 宗 在 位 。 | 臺 北 | 景 宗 [SEP]
+    assert features["offset_mapping"] == [[None] * 4 + [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5], None, [8, 9], [9, 10],
+                                                         None, [13, 14], [14, 15], None]]
+    labelled = prepare_train_features(examples, tokenizer, max_seq_length=64, doc_stride=16, max_question_length=8)
+    assert (labelled["start_positions"], labelled["end_positions"]) == ([13], [14])
+    assert labelled["input_ids"] == features["input_ids"]
+    # The separator's high logits are no answer: the best span is within a paragraph.
+    start_logits, end_logits = np.zeros(16), np.zeros(16)
+    start_logits[[9, 12]], end_logits[[9, 12]] = 9.0, 9.0
+    start_logits[10], end_logits[11] = 1.0, 1.0
+    assert postprocess_qa_predictions(examples, features, ([start_logits], [end_logits])) == {"q": "臺北"}
+
+
+def test_windows_of_a_tokenizer_without_token_types_are_its_own_pairs(tmp_path):
+    """roberta-base style (byte-level BPE, <s> q </s></s> p </s>, no token_type_ids): the windows assembled from the
+    question's and the paragraph's tokens are the tokenizer's own encoding of the pair, without token types."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import AutoTokenizer, RobertaTokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(["who is the king of the north"] * 5, vocab_size=280,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>"])
+    bpe.save_model(str(tmp_path))
+    RobertaTokenizer(vocab=str(tmp_path / "vocab.json"), merges=str(tmp_path / "merges.txt")).save_pretrained(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    examples = {"id": ["q"], "question": ["who is king?"], "context": ["the king of the north"],
+                "answers": [{"text": ["north"], "answer_start": [16]}]}
+    features = prepare_train_features(examples, tokenizer, max_seq_length=64, doc_stride=16, max_question_length=16)
+    own = tokenizer("who is king?", "the king of the north")
+    assert "token_type_ids" not in own and "token_type_ids" not in features
+    assert features["input_ids"] == [own["input_ids"]] and features["attention_mask"] == [own["attention_mask"]]
+    end = len(own["input_ids"]) - 2  # "north", before the last </s>
+    assert features["end_positions"] == [end]
+    assert tokenizer.decode(own["input_ids"][features["start_positions"][0] : end + 1]).strip() == "north"
 
 
 def test_version_2_null_answers_win_when_the_null_score_beats_the_best_span_by_more_than_the_threshold(tmp_path):

@@ -58,6 +58,9 @@ def assert_same_tokens(tokenizer, texts):
     for text, tokens, (ids, offsets) in zip(texts, ours, own_tokens(tokenizer, texts)):
         assert tokens.ids.tolist() == ids.tolist(), repr(text)
         assert tokens.offsets.tolist() == offsets.tolist(), repr(text)
+        # Integers, not floats equal to them (101.0 == 101): NumPy makes float64 of an empty list or iterator.
+        assert tokens.ids.dtype == np.int64 and tokens.offsets.dtype == np.int64, repr(text)
+        assert tokens.offsets.shape == (len(ids), 2), repr(text)
 
 
 def random_texts(seed, count, longest=40):
