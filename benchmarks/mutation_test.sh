@@ -63,7 +63,7 @@ FAST_TESTS=(
 # Left out (docs/mutation-testing.md): what only test_end_to_end.py and test_intent_slot_scripts.py reach (they train
 # models, and in subprocesses that mutmut cannot see: inference.answers_end_to_end, apply_submission_settings,
 # decoding.spans_of_each_paragraph, tokens.CandidateTokens, the scripts' main()s); model loading and
-# devices (inference.choose_device, load_members, check_finite: moving to members.py); argument parsing; logging;
+# devices (members.py: choose_device, load_members, check_finite); argument parsing; logging;
 # inference.predict (the steps above in order, and the files written).
 WIRING_FILES=(inference.py convert_squad.py run_intent.py run_slot.py analysis.py spans.py tokens.py)
 WIRING_SCOPE=(
