@@ -21,6 +21,7 @@ from planted import save_marker_choice_model, save_span_model
 from transformers import AutoModelForMultipleChoice, AutoTokenizer
 
 import inference
+from spans import N_BEST_SIZE
 
 ORDINARY = "天地玄黃宇宙洪荒日月盈昃辰宿列張寒來暑往秋收冬藏閏餘成歲律呂調陽雲騰致雨露結為霜金生麗水玉出崑岡劍號巨闕珠稱夜光果珍李柰菜重芥薑海鹹"
 QUESTION = "問題"
@@ -267,6 +268,9 @@ def test_joint_decoding_pairs_each_paragraph_with_its_own_prior(planted, top_k_d
         best = errors[name]["nbest"][0]
         assert (best["paragraph"], best["text"]) == (paragraph, text)
         assert best["score"] == pytest.approx(score, abs=2e-4), name
+        # The n best over the 3 paragraphs together (--n_best_size's default), not every span each one decoded.
+        scores = [answer["score"] for answer in errors[name]["nbest"]]
+        assert len(scores) == N_BEST_SIZE and scores == sorted(scores, reverse=True), name
 
 
 def test_paragraph_selection_choice_and_answer_paragraph_are_reported_apart(planted, top_k_data, top_k_runs):
