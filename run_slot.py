@@ -50,7 +50,7 @@ from checkpoints import (
     load_tokenizer_and_config,
     record_settings,
 )
-from cli import run_main
+from cli import InputError, run_main
 from training import (
     CheckedTrainingArguments,
     ModelArguments,
@@ -206,6 +206,11 @@ def main() -> None:
 
     # Read and check every input before anything is written.
     splits, training_tags = load_labelled_splits(data_args, training_args, load_slot_utterances, "tags")
+    if training_tags is not None and len(training_tags) < 2:
+        # One class: the loss is 0 from the first step and the model learns nothing, whatever it is trained for.
+        raise InputError(
+            f"{data_args.train_file}: has one tag only ({training_tags[0]!r}): a tagger needs at least two"
+        )
     resume_from = checkpoint_to_resume(training_args, SLOT_TAGGING)
     check_run_outputs(model_args, data_args, training_args, resume_from)
     # Byte-level BPE tokenizers (roberta-base) mark a word start by the space before it: words need one too.

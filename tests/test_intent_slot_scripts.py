@@ -251,6 +251,16 @@ def test_a_training_file_of_one_intent_is_refused(tiny_english_base, tmp_path, m
     assert not output_dir.exists()
 
 
+def test_a_training_file_of_one_tag_is_refused(tiny_english_base, tmp_path, monkeypatch, capsys):
+    records = [{**record, "tags": ["O"] * len(record["tokens"])} for record in slot_records(12, "train")]
+    train = write_json(tmp_path / "train.json", records)
+    output_dir = tmp_path / "out"
+    args = ["run_slot.py", *training_args(tiny_english_base, train, output_dir)]
+    code, line = call_failing(run_slot.main, args, monkeypatch, capsys)
+    assert code == 1 and line == f"error: {train}: has one tag only ('O'): a tagger needs at least two"
+    assert not output_dir.exists()
+
+
 def test_the_command_line_error_is_one_line_without_traceback(tiny_english_base, tmp_path):
     train = write_json(tmp_path / "train.json", [{"tokens": ["hi"], "tags": ["X"], "id": "t-0"}])
     result = run_script("run_slot.py", *training_args(tiny_english_base, train, tmp_path / "out"), check=False)
