@@ -328,7 +328,8 @@ def _markdown_cell(key: str, value: object, decimals: int | None) -> str:
         return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
     if decimals is not None:
         return f"{value:.{decimals}f}"
-    return str(value).replace("|", "\\|")
+    # A run name is one table cell: a line break would end the row, a bar would end the cell (results.csv keeps both).
+    return " ".join(str(value).splitlines()).replace("|", "\\|")
 
 
 def results_markdown(rows: list[dict]) -> str:

@@ -139,6 +139,9 @@ def test_slot_tagging_runs_get_joint_and_token_accuracy_and_entity_f1_in_percent
     assert row["best_joint_accuracy_pct"] == pytest.approx(90) and row["final_joint_accuracy_pct"] == pytest.approx(60)
     assert row["best_entity_f1_pct"] == pytest.approx(48) and row["final_accuracy_pct"] is None
     assert "| final joint accuracy (%) | best joint accuracy (%) |" in plot_curves.results_markdown([row])
+    # A name with a line break or a bar stays one cell of one row.
+    lines = plot_curves.results_markdown([{**row, "run": "lr 5e-5\nseed|7"}]).splitlines()
+    assert lines[2].startswith("| lr 5e-5 seed\\|7 | ") and lines[3] == ""
 
 
 def test_only_the_panels_with_data_are_drawn(tmp_path):
