@@ -355,3 +355,33 @@ def test_scores_that_are_not_finite_are_refused_with_the_count_of_sequences(mode
                     f"{count} of {count} sequences: its weights are broken, or half precision overflowed (try --device "
                     "cpu)")
     assert not (tmp_path / "pred.csv").exists()
+
+
+@pytest.mark.parametrize("stage", ["mc", "qa"])
+def test_one_question_with_scores_that_are_not_finite_is_enough_to_refuse(models, tmp_path, capsys, stage):
+    """Half precision can overflow on one input only: a character that one question alone holds (掀, in the third)
+    gets a NaN embedding, so only that question's sequences (its candidates, or its one window) are not finite; the
+    run is still refused, with that count."""
+    context = read_json(SAMPLES / "context.json")
+    question = SMALL_TEST[2]
+    elsewhere = [q["question"] for q in SMALL_TEST if q is not question]
+    elsewhere += [context[p] for q in SMALL_TEST for p in q["paragraphs"]]
+    assert "掀" in question["question"] and not any("掀" in text for text in elsewhere)
+    token_id = AutoTokenizer.from_pretrained(models[stage]).convert_tokens_to_ids("掀")
+
+    def damage(model):
+        model.get_input_embeddings().weight[token_id] = float("nan")
+
+    model_class = AutoModelForMultipleChoice if stage == "mc" else AutoModelForQuestionAnswering
+    broken = dict(models)
+    broken[stage] = broken_copy(models[stage], tmp_path / "broken", model_class, damage)
+    test = write_json(tmp_path / "test.json", SMALL_TEST)
+    line = refused(lambda: infer(broken["mc"], broken["qa"], tmp_path / "pred.csv", test=test), capsys)
+    if stage == "mc":
+        role, bad, total = "paragraph-selection", len(question["paragraphs"]), sum(len(q["paragraphs"])
+                                                                                 for q in SMALL_TEST)
+    else:
+        role, bad, total = "span-selection", 1, len(SMALL_TEST)
+    assert line.startswith(f"error: {broken[stage]}: the {role} model gave scores that are not finite (NaN or "
+                           f"infinite) for {bad} of {total} sequences:")
+    assert not (tmp_path / "pred.csv").exists()
