@@ -10,9 +10,9 @@ Both stages reuse the training preprocessing and post-processing (tokens.py, fea
 chooses the answer from the models' scores (joint paragraph x span decoding with --top_k_paragraphs, ensembles with
 several directories after --mc_model / --qa_model). members.py loads each checkpoint, which runs with the window
 settings it was trained with (checkpoints.window_settings) unless a flag says otherwise; with no model named on the
-command line (as run.sh runs it), models/inference.json may say what to run (submission.py). When the questions carry labels ("relevant" and
-"answer", as valid.json does), the answer metrics (what the leaderboard measures) are logged and written to
-<output_file>.metrics.json, and --analysis_dir gets an error analysis (analysis.py).
+command line (as run.sh runs it), models/inference.json may say what to run (submission.py). When the questions
+carry labels ("relevant" and "answer", as valid.json does), the answer metrics (what the leaderboard measures) are
+logged and written to <output_file>.metrics.json, and --analysis_dir gets an error analysis (analysis.py).
 
 With --end_to_end (the default for span models trained with run_qa.py --context_mode candidates) there is no
 paragraph selection: the span-selection model reads each question with all its candidate paragraphs joined in file

@@ -163,8 +163,8 @@ def test_each_outcome_of_an_answer_check():
 
 def test_the_report_counts_every_question_and_a_drop_skips_only_its_question():
     """Four answers as given and one repaired; the first and the last question have too few paragraphs without their
-    answer (甲 is in all but one), the three between them are kept. An id twice among the converted questions names the file of
-    the first."""
+    answer (甲 is in all but one), the three between them are kept. An id twice among the converted questions names
+    the file of the first."""
     paragraphs = ["甲乙", "甲丙", "甲丁", "戊己"]
     questions = [SquadQuestion("a", "甲?", 0, [{"text": "甲", "answer_start": 0}], "f"),
                  SquadQuestion("b", "戊?", 3, [{"text": "戊", "answer_start": 0}], "f"),

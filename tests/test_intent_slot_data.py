@@ -143,10 +143,8 @@ def test_evaluation_reads_the_predicted_label_of_each_words_first_piece():
     """What the Trainer hands run_slot.py's compute_metrics: the label ids predicted_label_ids keeps (the most likely
     label per position), read back one tag per word (first pieces at 1 and 3 of utterance 0, 1 of utterance 1) and
     scored against the gold tags."""
-    logits = torch.tensor([[[0.0, 0.0, 0.0, 0.0, 0.0, 9.0], [0.0, 0.0, 9.0, 0.0, 0.0, 0.0], [9.0, 0.0, 0.0, 0.0, 0.0, 0.0],
-                            [0.0, 0.0, 0.0, 0.0, 9.0, 0.0]],
-                           [[9.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 9.0], [0.0, 9.0, 0.0, 0.0, 0.0, 0.0],
-                            [0.0, 9.0, 0.0, 0.0, 0.0, 0.0]]])  # fmt: skip
+    # 9 at the most likely label of each position, 0 elsewhere: 6 labels, 2 utterances of 4 positions.
+    logits = 9.0 * torch.nn.functional.one_hot(torch.tensor([[5, 2, 0, 4], [0, 5, 1, 1]]), 6).float()
     predicted = predicted_label_ids(logits, None)
     assert predicted.tolist() == [[5, 2, 0, 4], [0, 5, 1, 1]]
     metrics = score_predictions(EvalPrediction(predictions=predicted.numpy(), label_ids=None), [[1, 3], [1, -1]],

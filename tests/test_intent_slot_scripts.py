@@ -199,7 +199,12 @@ def test_a_validation_label_that_training_never_saw(tiny_english_base, tmp_path,
     (run_slot, [*slot_records(2, "t"), {"tokens": [], "tags": [], "id": "t-2"}], "record 2 (id 't-2'): field 'tokens': is empty"),
     (run_intent, [*intent_records(2, "t"), {"text": " ", "intent": "greeting", "id": "t-2"}], "record 2 (id 't-2'): field 'text': is empty"),
     (run_intent, {"text": "hi"}, "expected a JSON list of utterances, found an object"),
-], ids=["tokens and tags of different lengths", "empty slot utterance", "empty intent utterance", "not a list"])  # fmt: skip
+    (run_intent, [r for r in intent_records(12, "train") if r["intent"] == "greeting"],
+     "has one intent only ('greeting'): a classifier needs at least two"),
+    (run_slot, [{**r, "tags": ["O"] * len(r["tokens"])} for r in slot_records(12, "train")],
+     "has one tag only ('O'): a tagger needs at least two"),
+], ids=["tokens and tags of different lengths", "empty slot utterance", "empty intent utterance", "not a list",
+        "one intent", "one tag"])  # fmt: skip
 def test_bad_training_files(script, records, message, tiny_english_base, tmp_path, monkeypatch, capsys):
     train = write_json(tmp_path / "train.json", records)
     output_dir = tmp_path / "out"
@@ -240,25 +245,6 @@ def test_intents_named_like_the_config_default_train_and_their_checkpoint_predic
     rows = predictions(tmp_path / "predicted")
     assert rows[0] == ["id", "intent"] and [row[0] for row in rows[1:]] == [record["id"] for record in records]
     assert {row[1] for row in rows[1:]} <= {"LABEL_0", "LABEL_1"}
-
-
-def test_a_training_file_of_one_intent_is_refused(tiny_english_base, tmp_path, monkeypatch, capsys):
-    train = write_json(tmp_path / "train.json", [r for r in intent_records(12, "train") if r["intent"] == "greeting"])
-    output_dir = tmp_path / "out"
-    args = ["run_intent.py", *training_args(tiny_english_base, train, output_dir)]
-    code, line = call_failing(run_intent.main, args, monkeypatch, capsys)
-    assert code == 1 and line == f"error: {train}: has one intent only ('greeting'): a classifier needs at least two"
-    assert not output_dir.exists()
-
-
-def test_a_training_file_of_one_tag_is_refused(tiny_english_base, tmp_path, monkeypatch, capsys):
-    records = [{**record, "tags": ["O"] * len(record["tokens"])} for record in slot_records(12, "train")]
-    train = write_json(tmp_path / "train.json", records)
-    output_dir = tmp_path / "out"
-    args = ["run_slot.py", *training_args(tiny_english_base, train, output_dir)]
-    code, line = call_failing(run_slot.main, args, monkeypatch, capsys)
-    assert code == 1 and line == f"error: {train}: has one tag only ('O'): a tagger needs at least two"
-    assert not output_dir.exists()
 
 
 def test_the_command_line_error_is_one_line_without_traceback(tiny_english_base, tmp_path):

@@ -264,7 +264,8 @@ def test_answers_on_the_first_or_last_token_of_a_window_are_labelled_with_their_
     assert [sum(mask) for mask in padded["attention_mask"]] == [7, 7, 5]
     assert list(zip(padded["start_positions"], padded["end_positions"])) == [(3, 4), (4, 5), (3, 3)]
     # Evaluation windows get the same labels when the examples have answers (the evaluation loss), none without.
-    validation = prepare_validation_features(examples, tokenizer, max_seq_length=32, doc_stride=8, max_question_length=8)
+    validation = prepare_validation_features(examples, tokenizer, max_seq_length=32, doc_stride=8,
+                                             max_question_length=8)
     assert list(zip(validation["start_positions"], validation["end_positions"])) == [(3, 4), (4, 5), (3, 3)]
     unlabelled = prepare_validation_features({key: examples[key] for key in ("id", "question", "context")}, tokenizer,
                                              max_seq_length=32, doc_stride=8, max_question_length=8)
