@@ -12,7 +12,13 @@ set -euo pipefail
 here="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
 venv="${1:-/tmp/lowest-versions-venv}"
 shift || true
+# Old versions are installed into VENV_DIR: never into an environment of the user's (only a new one or one made here).
+if [[ -d $venv && -n "$(ls -A "$venv")" && ! -f $venv/made-by-lowest-versions ]]; then
+    echo "lowest_versions.sh: $venv is not empty and was not made by this script: give a new folder" >&2
+    exit 1
+fi
 python3 -m venv "$venv"
+touch "$venv/made-by-lowest-versions"
 "$venv/bin/python" -m pip install --quiet --upgrade pip uv
 "$venv/bin/python" -m pip install --quiet torch==2.13.0
 grep -v '^torch' "$here/requirements.txt" > "$venv/requirements-without-torch.txt"

@@ -130,6 +130,12 @@ if ! "$PYTHON" -c 'import importlib.metadata as m, sys; sys.exit(m.version("mutm
 fi
 
 # The working tree (tracked and new files), modification times kept: mutmut mutates a file again only when it changed.
+# The copy lands over whatever WORK holds: only an empty folder or one this script made (its setup.cfg) will do.
+if [[ -d $WORK && -n "$(ls -A "$WORK")" ]] && ! grep -qx '\[mutmut\]' "$WORK/setup.cfg" 2>/dev/null; then
+    echo "mutation_test.sh: $WORK is not empty and is no work folder of this script: choose another" \
+        "MUTATION_WORK_DIR" >&2
+    exit 1
+fi
 mkdir -p "$WORK"
 git -C "$ROOT" ls-files -z --cached --others --exclude-standard | tar -C "$ROOT" --null -T - -cf - | tar -C "$WORK" -xpf -
 
